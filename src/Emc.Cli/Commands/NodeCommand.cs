@@ -1,0 +1,58 @@
+using System.CommandLine;
+using Emc.Cli.Infrastructure;
+using Emc.Node.Agent;
+using Emc.Node.Connection;
+using Microsoft.Extensions.Logging;
+
+namespace Emc.Cli.Commands;
+
+/// <summary>`emc node`: runs a node agent that joins the network and stays connected.</summary>
+internal static class NodeCommand
+{
+    public static Command Create()
+    {
+        var coordinator = CommonOptions.Coordinator();
+        var name = new Option<string>("--name") { Description = "Node name shown in listings (default: host name).", DefaultValueFactory = _ => Environment.MachineName };
+        var data = new Option<string>("--data") { Description = "Data folder: the node key (its identity) and caches. Default ~/.emc/node.", DefaultValueFactory = _ => CommonOptions.Home("node") };
+        var devices = new Option<string>("--devices") { Description = "Devices to offer, ','-separated: cpu, cuda:0, ... Default cpu.", DefaultValueFactory = _ => "cpu" };
+        var command = new Command("node", "Run a node agent: register with the coordinator and take work.") { coordinator, name, data, devices };
+        command.SetAction(async (result, _) =>
+        {
+            var options = new NodeAgentOptions
+            {
+                Coordinator = result.GetValue(coordinator)!,
+                Name = result.GetValue(name)!,
+                DataDirectory = Path.GetFullPath(result.GetValue(data)!),
+                Devices = result.GetValue(devices)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+            };
+
+            using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "HH:mm:ss ";
+            }));
+            var (stop, registrations) = Signals.OnTermination();
+            using (stop)
+            using (registrations)
+            {
+                try
+                {
+                    var agent = new NodeAgent(options, new TorchDeviceProbe(), TimeProvider.System, loggerFactory.CreateLogger<NodeAgent>());
+                    await agent.RunAsync(stop.Token);
+                    return 0;
+                }
+                catch (RegistrationRefusedException ex)
+                {
+                    await Console.Error.WriteLineAsync($"emc node: {ex.Message}");
+                    return 3;
+                }
+                catch (Exception ex) when (ex is ArgumentException or InvalidDataException or UnauthorizedAccessException)
+                {
+                    await Console.Error.WriteLineAsync($"emc node: {ex.Message}");
+                    return 2;
+                }
+            }
+        });
+        return command;
+    }
+}

@@ -1,0 +1,17 @@
+using System.CommandLine;
+using Emc.Cli.Commands;
+
+var root = new RootCommand(
+    "EMC (EdgeMatrix Computing): one network of GPUs that trains and serves AI models.\n" +
+    "Run `emc up` for a local network, `emc coordinator` and `emc node` for real ones.")
+{
+    CoordinatorCommand.Create(),
+    NodeCommand.Create(),
+    UpCommand.Create(),
+    NodesCommand.Create(),
+    BenchCommand.Create(),
+};
+
+// Signals are handled per command: the coordinator by its host, the node and `up` by draining first.
+var configuration = new InvocationConfiguration { ProcessTerminationTimeout = null };
+return await root.Parse(args).InvokeAsync(configuration);

@@ -1,0 +1,223 @@
+using Emc.Contracts.Node.V1;
+using Emc.Coordinator.Observability;
+using Emc.Coordinator.Persistence;
+using Emc.Coordinator.Hosting;
+using Emc.Coordinator.Registry;
+using Emc.Core.Identity;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Emc.Coordinator.Gateway;
+
+/// <summary>
+/// The node-facing gRPC service: a thin adapter that runs the session protocol on the node's stream
+/// and hands verified events to the registry.
+/// </summary>
+public sealed partial class NodeGatewayService(
+    ChallengeIssuer challenges,
+    RegistrationVerifier verifier,
+    NodeStore store,
+    NodeSessions sessions,
+    IGrainFactory grains,
+    CoordinatorIdentity identity,
+    IOptions<RegistryOptions> options,
+    ILogger<NodeGatewayService> logger) : NodeGateway.NodeGatewayBase
+{
+    /// <summary>The protocol version this coordinator speaks.</summary>
+    public const uint ProtocolVersion = 1;
+
+    private readonly RegistryOptions _options = options.Value;
+
+    public override async Task Connect(
+        IAsyncStreamReader<NodeMessage> requestStream,
+        IServerStreamWriter<CoordinatorMessage> responseStream,
+        ServerCallContext context)
+    {
+        using var sessionCancel = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, sessions.Stopping);
+        var cancellationToken = sessionCancel.Token;
+
+        // Hello and the signed answer must both come before the challenge expires.
+        var challenge = challenges.Issue();
+        using var handshakeTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        handshakeTimeout.CancelAfter(_options.ChallengeLifetime);
+
+        var hello = await ReadAsync(requestStream, handshakeTimeout.Token);
+        if (hello?.BodyCase != NodeMessage.BodyOneofCase.Hello)
+        {
+            await RefuseAsync(responseStream, RefusalCode.Protocol, "the first message on the stream must be hello", cancellationToken);
+            return;
+        }
+
+        if (hello.Hello.ProtocolVersion != ProtocolVersion)
+        {
+            await RefuseAsync(responseStream, RefusalCode.Version, $"protocol version {hello.Hello.ProtocolVersion} is not supported; this coordinator speaks {ProtocolVersion}", cancellationToken);
+            return;
+        }
+
+        if (!EthAddress.TryParse(hello.Hello.Address, out var address))
+        {
+            await RefuseAsync(responseStream, RefusalCode.Protocol, $"'{Truncate(hello.Hello.Address)}' is not a node address (0x and 40 hex digits)", cancellationToken);
+            return;
+        }
+
+        await responseStream.WriteAsync(
+            new CoordinatorMessage
+            {
+                Challenge = new Challenge
+                {
+                    Nonce = Google.Protobuf.ByteString.CopyFrom(challenge.Nonce),
+                    CoordinatorId = identity.Id,
+                    ExpiresUnixMs = challenge.ExpiresAt.ToUnixTimeMilliseconds(),
+                },
+            },
+            cancellationToken);
+
+        var answer = await ReadAsync(requestStream, handshakeTimeout.Token);
+        if (answer?.BodyCase != NodeMessage.BodyOneofCase.Register)
+        {
+            await RefuseAsync(responseStream, RefusalCode.Protocol, "the answer to the challenge must be register", cancellationToken);
+            return;
+        }
+
+        var (node, refusal) = verifier.Verify(address.Value, identity.Id, challenge, answer.Register);
+        if (refusal is not null)
+        {
+            Log.RegistrationRefused(logger, address.Value.ToString(), refusal.Code, refusal.Reason);
+            await RefuseAsync(responseStream, refusal.Code, refusal.Reason, cancellationToken);
+            return;
+        }
+
+        var sessionId = Guid.NewGuid().ToString("N");
+        var nodeId = node!.Address;
+        await store.UpsertRegistrationAsync(node, sessionId, context.Peer, cancellationToken);
+        var grain = grains.GetGrain<INodeGrain>(nodeId);
+        await grain.Attach(sessionId);
+        sessions.Open(nodeId, sessionId, sessionCancel);
+        EmcMetrics.Registrations.WithLabels("accepted").Inc();
+        EmcMetrics.Sessions.Inc();
+        Log.NodeConnected(logger, nodeId, node.Name, sessionId);
+
+        var graceful = false;
+        try
+        {
+            await responseStream.WriteAsync(
+                new CoordinatorMessage
+                {
+                    Welcome = new Welcome
+                    {
+                        NodeId = nodeId,
+                        SessionId = sessionId,
+                        HeartbeatIntervalMs = (int)_options.HeartbeatInterval.TotalMilliseconds,
+                        HeartbeatTimeoutMs = (int)_options.HeartbeatTimeout.TotalMilliseconds,
+                    },
+                },
+                cancellationToken);
+
+            graceful = await RunSessionAsync(requestStream, responseStream, grain, nodeId, sessionId, cancellationToken);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
+        {
+            // The stream broke or the node was superseded: the node is lost unless it said goodbye.
+        }
+        finally
+        {
+            sessions.Close(nodeId, sessionId);
+            EmcMetrics.Sessions.Dec();
+            await grain.Detach(sessionId, graceful);
+            Log.NodeDisconnected(logger, nodeId, graceful);
+        }
+    }
+
+    private async Task<bool> RunSessionAsync(
+        IAsyncStreamReader<NodeMessage> requestStream,
+        IServerStreamWriter<CoordinatorMessage> responseStream,
+        INodeGrain grain,
+        string nodeId,
+        string sessionId,
+        CancellationToken cancellationToken)
+    {
+        while (await requestStream.MoveNext(cancellationToken))
+        {
+            var message = requestStream.Current;
+            switch (message.BodyCase)
+            {
+                case NodeMessage.BodyOneofCase.Heartbeat:
+                    EmcMetrics.Heartbeats.Inc();
+                    if (!await grain.Heartbeat(sessionId, Math.Max(0, message.Heartbeat.RunningTasks)))
+                    {
+                        await RefuseAsync(responseStream, RefusalCode.Superseded, "this node connected again on another stream", cancellationToken);
+                        return false;
+                    }
+
+                    await responseStream.WriteAsync(new CoordinatorMessage { HeartbeatAck = new HeartbeatAck { Seq = message.Heartbeat.Seq } }, cancellationToken);
+                    break;
+
+                case NodeMessage.BodyOneofCase.Drain:
+                    Log.NodeDraining(logger, nodeId, message.Drain.Reason);
+                    await grain.Drain(sessionId);
+                    break;
+
+                case NodeMessage.BodyOneofCase.Goodbye:
+                    return true;
+
+                default:
+                    await RefuseAsync(responseStream, RefusalCode.Protocol, $"unexpected {message.BodyCase} message in a registered session", cancellationToken);
+                    return false;
+            }
+        }
+
+        return false;
+    }
+
+    private static async Task<NodeMessage?> ReadAsync(IAsyncStreamReader<NodeMessage> stream, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await stream.MoveNext(cancellationToken) ? stream.Current : null;
+        }
+        catch (OperationCanceledException)
+        {
+            return null;
+        }
+    }
+
+    private static async Task RefuseAsync(IServerStreamWriter<CoordinatorMessage> stream, RefusalCode code, string reason, CancellationToken cancellationToken)
+    {
+        EmcMetrics.Registrations.WithLabels(code.ToString().ToLowerInvariant()).Inc();
+        try
+        {
+            await stream.WriteAsync(new CoordinatorMessage { Refusal = new Refusal { Code = code, Reason = reason } }, cancellationToken);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
+        {
+            // The node is already gone; the status below is what it would have read.
+        }
+
+        var status = code switch
+        {
+            RefusalCode.BadSignature or RefusalCode.BadChallenge => StatusCode.Unauthenticated,
+            RefusalCode.Version => StatusCode.FailedPrecondition,
+            RefusalCode.Superseded => StatusCode.Aborted,
+            _ => StatusCode.InvalidArgument,
+        };
+        throw new RpcException(new Status(status, reason));
+    }
+
+    private static string Truncate(string text) => text.Length <= 80 ? text : text[..80] + "…";
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "Node {NodeId} ({Name}) connected, session {SessionId}.")]
+        public static partial void NodeConnected(ILogger logger, string nodeId, string name, string sessionId);
+
+        [LoggerMessage(EventId = 1001, Level = LogLevel.Warning, Message = "Registration of {NodeId} refused ({Code}): {Reason}")]
+        public static partial void RegistrationRefused(ILogger logger, string nodeId, RefusalCode code, string reason);
+
+        [LoggerMessage(EventId = 1002, Level = LogLevel.Information, Message = "Node {NodeId} is draining: {Reason}")]
+        public static partial void NodeDraining(ILogger logger, string nodeId, string reason);
+
+        [LoggerMessage(EventId = 1003, Level = LogLevel.Information, Message = "Node {NodeId} disconnected (clean: {Graceful}).")]
+        public static partial void NodeDisconnected(ILogger logger, string nodeId, bool graceful);
+    }
+}

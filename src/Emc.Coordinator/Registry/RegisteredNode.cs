@@ -1,0 +1,16 @@
+using Emc.Core.Hardware;
+using Emc.Core.Registry;
+
+namespace Emc.Coordinator.Registry;
+
+/// <summary>A node's verified registration, as the gateway hands it to the registry.</summary>
+public sealed record RegisteredNode(
+    string Address,
+    string Name,
+    string AgentVersion,
+    HardwareProfile Hardware,
+    BenchmarkReport Benchmark,
+    IReadOnlyList<string> Devices);
+
+/// <summary>A change of a node's live state to be written durably.</summary>
+public sealed record NodeStateUpdate(string Address, string SessionId, NodeStatus Status, long LastSeenUnixMs);
