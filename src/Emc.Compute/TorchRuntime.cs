@@ -182,7 +182,18 @@ public static class TorchRuntime
             }
         }
 
-        var (copy, temporary) = WritePatchedCopy(path, bytes);
+        string copy;
+        bool temporary;
+        try
+        {
+            (copy, temporary) = WritePatchedCopy(path, bytes);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidOperationException(
+                $"libtorch cannot be loaded: '{path}' needs patching but is not writable, and no patched copy could be written: {ex.Message}", ex);
+        }
+
         try
         {
             LoadPatchedCopy(path, copy, bytes);
@@ -228,10 +239,7 @@ public static class TorchRuntime
         directories.Add(AppContext.BaseDirectory);
         directories.Add(Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native"));
 
-        return directories
-            .Select(d => Path.GetFullPath(Path.Combine(d, LibraryFileName)))
-            .Distinct(StringComparer.Ordinal)
-            .ToList();
+        return [.. directories.Select(d => Path.GetFullPath(Path.Combine(d, LibraryFileName))).Distinct(StringComparer.Ordinal)];
     }
 
     /// <summary>

@@ -11,15 +11,15 @@ namespace Emc.Compute.Tests;
 [Collection(TorchCollection.Name)]
 public sealed class TorchScriptTests
 {
-    private static readonly string FixtureDirectory = Path.Combine(AppContext.BaseDirectory, "fixtures");
-    private static readonly string ModelPath = Path.Combine(FixtureDirectory, "tiny_mlp.pt");
-    private static readonly JsonSerializerOptions JsonOptions = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private static readonly string _fixtureDirectory = Path.Combine(AppContext.BaseDirectory, "fixtures");
+    private static readonly string _modelPath = Path.Combine(_fixtureDirectory, "tiny_mlp.pt");
+    private static readonly JsonSerializerOptions _jsonOptions = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     [Fact]
     public void Load_PyTorchScriptedMlp_ForwardMatchesPyTorchOutput()
     {
         var fixture = ReadFixture();
-        using var module = torch.jit.load<Tensor, Tensor>(ModelPath);
+        using var module = torch.jit.load<Tensor, Tensor>(_modelPath);
         module.eval();
         using var input = torch.tensor(fixture.Input, fixture.InputShape);
 
@@ -40,7 +40,7 @@ public sealed class TorchScriptTests
     public void Train_PyTorchScriptedMlp_LossDecreasesAndParametersChange()
     {
         torch.manual_seed(99);
-        using var module = torch.jit.load<Tensor, Tensor>(ModelPath);
+        using var module = torch.jit.load<Tensor, Tensor>(_modelPath);
         module.train();
         var parameters = module.named_parameters().ToList();
         Assert.Equal(["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"], parameters.Select(p => p.name));
@@ -71,7 +71,7 @@ public sealed class TorchScriptTests
 
     private static TinyMlpFixture ReadFixture()
     {
-        var fixture = JsonSerializer.Deserialize<TinyMlpFixture>(File.ReadAllText(Path.Combine(FixtureDirectory, "tiny_mlp.json")), JsonOptions);
+        var fixture = JsonSerializer.Deserialize<TinyMlpFixture>(File.ReadAllText(Path.Combine(_fixtureDirectory, "tiny_mlp.json")), _jsonOptions);
         Assert.NotNull(fixture);
         return fixture;
     }

@@ -40,17 +40,30 @@ internal static class UpCommand
     private static async Task<int> RunAsync(string root, int count, string urls, string grpcUrls, TimeSpan timeout, CancellationToken stop)
     {
         var logs = Path.Combine(root, "logs");
-        var apiUrl = new Uri(urls.Split(';')[0]);
+        var coordinatorData = Path.Combine(root, "coordinator");
+        var endpointsFile = Path.Combine(coordinatorData, "endpoints.json");
+        if (File.Exists(endpointsFile))
+        {
+            File.Delete(endpointsFile);
+        }
         Console.WriteLine($"Starting a coordinator and {count} nodes (data {root}, logs {logs}) ...");
         var coordinator = SelfProcess.Start(
-            ["coordinator", "--data", Path.Combine(root, "coordinator"), "--urls", urls, "--grpc-urls", grpcUrls],
+            ["coordinator", "--data", coordinatorData, "--urls", urls, "--grpc-urls", grpcUrls],
             Path.Combine(logs, "coordinator.log"));
         var nodeProcesses = new List<Process>();
         try
         {
-            var client = EmcApiClient.Create(apiUrl, TimeSpan.FromSeconds(5));
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stop);
             deadline.CancelAfter(timeout);
+
+            // The coordinator writes its bound addresses once it listens (port 0 becomes a real port).
+            Uri? apiUrl = null;
+            if (!await WaitAsync(() => Task.FromResult((apiUrl = ReadApiUrl(endpointsFile, coordinator.Id)) is not null), coordinator, deadline.Token))
+            {
+                return await FailAsync(coordinator, logs, "the coordinator did not start", stop);
+            }
+
+            var client = EmcApiClient.Create(apiUrl!, TimeSpan.FromSeconds(5));
             if (!await WaitAsync(() => client.IsReadyAsync(deadline.Token), coordinator, deadline.Token))
             {
                 return await FailAsync(coordinator, logs, "the coordinator did not become ready", stop);
@@ -60,7 +73,7 @@ internal static class UpCommand
             {
                 var name = $"node-{i}";
                 nodeProcesses.Add(SelfProcess.Start(
-                    ["node", "--coordinator", apiUrl.ToString(), "--name", name, "--data", Path.Combine(root, "nodes", name)],
+                    ["node", "--coordinator", apiUrl!.ToString(), "--name", name, "--data", Path.Combine(root, "nodes", name)],
                     Path.Combine(logs, $"{name}.log")));
             }
 
@@ -128,6 +141,21 @@ internal static class UpCommand
         }
 
         return false;
+    }
+
+    private static Uri? ReadApiUrl(string endpointsFile, int pid)
+    {
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(File.ReadAllText(endpointsFile));
+            return document.RootElement.GetProperty("pid").GetInt32() == pid
+                ? new Uri(document.RootElement.GetProperty("api").GetString()!)
+                : null;
+        }
+        catch (Exception ex) when (ex is IOException or System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            return null;
+        }
     }
 
     private static async Task<int> FailAsync(Process coordinator, string logs, string what, CancellationToken stop)

@@ -60,6 +60,9 @@ public sealed class CoordinatorHost : IAsyncDisposable
         });
         builder.Logging.SetMinimumLevel(LogLevel.Information);
         builder.Logging.AddFilter("Orleans", LogLevel.Warning);
+        // The silo warns about workstation GC and a watchdog tick at start; neither applies to one embedded silo.
+        builder.Logging.AddFilter("Orleans.Runtime.Silo", LogLevel.Error);
+        builder.Logging.AddFilter("Orleans.Runtime.Watchdog", LogLevel.Error);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Logging.AddFilter("Grpc", LogLevel.Warning);
         logging?.Invoke(builder.Logging);

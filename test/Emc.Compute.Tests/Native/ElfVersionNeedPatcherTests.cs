@@ -7,13 +7,13 @@ public sealed class ElfVersionNeedPatcherTests
 {
     private const string Glibcxx332 = "GLIBCXX_3.4.32";
 
-    private static readonly string PristineLibraryPath =
+    private static readonly string _pristineLibraryPath =
         Path.Combine(AppContext.BaseDirectory, "pristine", "libLibTorchSharp.so");
 
     [Fact]
     public void Patch_RealLibTorchSharp_SetsWeakFlagOnGlibcxx3432AndChangesNothingElse()
     {
-        var original = File.ReadAllBytes(PristineLibraryPath);
+        var original = File.ReadAllBytes(_pristineLibraryPath);
         var before = ElfVersionNeedPatcher.ReadVersionNeeds(original);
         var target = Assert.Single(before, n => n.Version == Glibcxx332);
         Assert.Equal("libstdc++.so.6", target.File);
@@ -47,7 +47,7 @@ public sealed class ElfVersionNeedPatcherTests
     [Fact]
     public void Patch_AlreadyPatchedLibTorchSharp_ReportsNoChange()
     {
-        var image = File.ReadAllBytes(PristineLibraryPath);
+        var image = File.ReadAllBytes(_pristineLibraryPath);
         ElfVersionNeedPatcher.Patch(image);
         var once = (byte[])image.Clone();
 
@@ -63,7 +63,7 @@ public sealed class ElfVersionNeedPatcherTests
     [Fact]
     public void NeedsPatch_PristineLibTorchSharp_ReturnsTrue()
     {
-        Assert.True(ElfVersionNeedPatcher.NeedsPatch(File.ReadAllBytes(PristineLibraryPath)));
+        Assert.True(ElfVersionNeedPatcher.NeedsPatch(File.ReadAllBytes(_pristineLibraryPath)));
     }
 
     [Fact]
@@ -71,7 +71,7 @@ public sealed class ElfVersionNeedPatcherTests
     {
         // `readelf -V` on TorchSharp 0.107.0's library lists 5 Verneed entries with 1 + 1 + 1 + 5 + 20
         // Vernaux entries; recheck (and revisit the fix-up) when TorchSharp is upgraded.
-        var needs = ElfVersionNeedPatcher.ReadVersionNeeds(File.ReadAllBytes(PristineLibraryPath));
+        var needs = ElfVersionNeedPatcher.ReadVersionNeeds(File.ReadAllBytes(_pristineLibraryPath));
 
         Assert.Equal(28, needs.Count);
         Assert.Equal(["ld-linux-x86-64.so.2", "libm.so.6", "libgcc_s.so.1", "libc.so.6", "libstdc++.so.6"], needs.Select(n => n.File).Distinct());

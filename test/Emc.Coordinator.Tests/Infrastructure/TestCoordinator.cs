@@ -1,0 +1,115 @@
+using Emc.Client;
+using Emc.Coordinator.Hosting;
+using Emc.Coordinator.Registry;
+using Emc.Core.Registry;
+using Grpc.Net.Client;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Emc.Coordinator.Tests.Infrastructure;
+
+/// <summary>A real coordinator in this process on free loopback ports, with its own data folder.</summary>
+public sealed class TestCoordinator : IAsyncDisposable
+{
+    private readonly bool _ownsDirectory;
+
+    private TestCoordinator(CoordinatorHost host, string dataDirectory, bool ownsDirectory)
+    {
+        Host = host;
+        DataDirectory = dataDirectory;
+        _ownsDirectory = ownsDirectory;
+        Api = EmcApiClient.Create(host.Endpoints.ApiUrl);
+        Http = new HttpClient { BaseAddress = host.Endpoints.ApiUrl };
+        Channel = GrpcChannel.ForAddress(host.Endpoints.GrpcUrl);
+    }
+
+    public CoordinatorHost Host { get; }
+
+    public string DataDirectory { get; }
+
+    public EmcApiClient Api { get; }
+
+    public HttpClient Http { get; }
+
+    public GrpcChannel Channel { get; }
+
+    /// <summary>Liveness settings fast enough for tests.</summary>
+    public static void FastLiveness(RegistryOptions options)
+    {
+        options.HeartbeatInterval = TimeSpan.FromMilliseconds(200);
+        options.HeartbeatTimeout = TimeSpan.FromSeconds(1);
+        options.LivenessCheckPeriod = TimeSpan.FromMilliseconds(100);
+        options.FlushInterval = TimeSpan.FromMilliseconds(20);
+    }
+
+    public static async Task<TestCoordinator> StartAsync(string? dataDirectory = null, Action<RegistryOptions>? registry = null)
+    {
+        var owns = dataDirectory is null;
+        dataDirectory ??= Directory.CreateTempSubdirectory("emc-coord-test-").FullName;
+        var host = CoordinatorHost.Create(
+            new CoordinatorOptions { DataDirectory = dataDirectory, Urls = "http://127.0.0.1:0", GrpcUrls = "http://127.0.0.1:0" },
+            services => services.Configure(registry ?? FastLiveness),
+            logging => logging.SetMinimumLevel(LogLevel.Warning));
+        await host.StartAsync(CancellationToken.None);
+        return new TestCoordinator(host, dataDirectory, owns);
+    }
+
+    /// <summary>Polls the API until <paramref name="condition"/> holds for the node, or fails after <paramref name="timeout"/>.</summary>
+    public async Task<NodeView> WaitForNodeAsync(string id, Func<NodeView, bool> condition, TimeSpan timeout)
+    {
+        using var deadline = new CancellationTokenSource(timeout);
+        NodeView? last = null;
+        while (!deadline.IsCancellationRequested)
+        {
+            try
+            {
+                last = await Api.GetNodeAsync(id, deadline.Token);
+                if (condition(last))
+                {
+                    return last;
+                }
+            }
+            catch (EmcApiException ex) when (ex.Status == System.Net.HttpStatusCode.NotFound)
+            {
+                // Not written yet.
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+
+            await Task.Delay(20, CancellationToken.None);
+        }
+
+        throw new TimeoutException($"Node {id} did not reach the expected state within {timeout}; last seen as {last?.Status.ToString() ?? "absent"}.");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Channel.Dispose();
+        Http.Dispose();
+        await Host.StopAsync(CancellationToken.None);
+        await Host.DisposeAsync();
+        if (_ownsDirectory)
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            Directory.Delete(DataDirectory, recursive: true);
+        }
+    }
+}
+
+/// <summary>One coordinator shared by the tests of a collection; each test uses its own node keys.</summary>
+public sealed class CoordinatorFixture : IAsyncLifetime
+{
+    public TestCoordinator Coordinator { get; private set; } = null!;
+
+    public async Task InitializeAsync() => Coordinator = await TestCoordinator.StartAsync();
+
+    public async Task DisposeAsync() => await Coordinator.DisposeAsync();
+}
+
+[CollectionDefinition(Name)]
+public sealed class CoordinatorCollection : ICollectionFixture<CoordinatorFixture>
+{
+    public const string Name = "coordinator";
+}
