@@ -1,0 +1,148 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Reflection;
+using System.Runtime.InteropServices;
+
+namespace Emc.IntegrationTests.Infrastructure;
+
+/// <summary>A real `emc` process, as a user would start it, with its output captured line by line.</summary>
+public sealed partial class EmcProcess : IAsyncDisposable
+{
+    private static readonly string CliPath = typeof(EmcProcess).Assembly
+        .GetCustomAttributes<AssemblyMetadataAttribute>()
+        .Single(a => a.Key == "EmcCliPath").Value!;
+
+    private readonly ConcurrentQueue<string> _lines = new();
+    private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Found)> _waiters = [];
+
+    private EmcProcess(Process process, string description)
+    {
+        Process = process;
+        Description = description;
+    }
+
+    public Process Process { get; }
+
+    public string Description { get; }
+
+    public string Output => string.Join('\n', _lines);
+
+    public static EmcProcess Start(params string[] arguments)
+    {
+        if (!File.Exists(CliPath))
+        {
+            throw new FileNotFoundException($"The emc program is not built at {CliPath}.");
+        }
+
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(CliPath);
+        foreach (var argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        var result = new EmcProcess(process, "emc " + string.Join(' ', arguments));
+        process.OutputDataReceived += (_, e) => result.OnLine(e.Data);
+        process.ErrorDataReceived += (_, e) => result.OnLine(e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return result;
+    }
+
+    /// <summary>Runs a command to completion and returns its exit code and output.</summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(TimeSpan timeout, params string[] arguments)
+    {
+        await using var process = Start(arguments);
+        using var cancel = new CancellationTokenSource(timeout);
+        await process.Process.WaitForExitAsync(cancel.Token);
+        process.Process.WaitForExit(); // drains the output events
+        return (process.Process.ExitCode, process.Output);
+    }
+
+    /// <summary>Waits for an output line that matches, and returns it.</summary>
+    public async Task<string> WaitForLineAsync(Func<string, bool> match, TimeSpan timeout)
+    {
+        var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_waiters)
+        {
+            var existing = _lines.FirstOrDefault(match);
+            if (existing is not null)
+            {
+                return existing;
+            }
+
+            _waiters.Add((match, found));
+        }
+
+        var exited = Process.WaitForExitAsync();
+        var winner = await Task.WhenAny(found.Task, exited, Task.Delay(timeout));
+        if (winner == found.Task)
+        {
+            return await found.Task;
+        }
+
+        throw new TimeoutException(
+            $"{Description}: {(winner == exited ? $"exited with code {Process.ExitCode}" : $"no matching line within {timeout}")}. Output:\n{Output}");
+    }
+
+    /// <summary>SIGTERM: a clean stop.</summary>
+    public void Terminate() => _ = Kill(Process.Id, 15);
+
+    /// <summary>SIGKILL: the process dies at once, with no chance to say goodbye.</summary>
+    public void KillHard() => Process.Kill(entireProcessTree: false);
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cancel = new CancellationTokenSource(timeout);
+        await Process.WaitForExitAsync(cancel.Token);
+        return Process.ExitCode;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!Process.HasExited)
+        {
+            Terminate();
+            try
+            {
+                await WaitForExitAsync(TimeSpan.FromSeconds(20));
+            }
+            catch (OperationCanceledException)
+            {
+                Process.Kill(entireProcessTree: true);
+                await Process.WaitForExitAsync();
+            }
+        }
+
+        Process.Dispose();
+    }
+
+    private void OnLine(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_waiters)
+        {
+            _lines.Enqueue(line);
+            foreach (var waiter in _waiters.Where(w => w.Match(line)).ToList())
+            {
+                _waiters.Remove(waiter);
+                waiter.Found.TrySetResult(line);
+            }
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "kill")]
+    private static partial int Kill(int pid, int signal);
+}
