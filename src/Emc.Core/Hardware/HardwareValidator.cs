@@ -66,10 +66,10 @@ public static class HardwareValidator
                 return $"GPU {gpu.Index} memory must be between 0 and 4 TiB";
             }
 
-            if (gpu.Name.Length is 0 or > MaxTextLength || gpu.DriverVersion.Length > MaxTextLength
-                || gpu.CudaVersion.Length > MaxTextLength || gpu.Uuid.Length > MaxTextLength)
+            if (gpu.Name.Length == 0 || !IsPrintable(gpu.Name) || !IsPrintable(gpu.DriverVersion)
+                || !IsPrintable(gpu.CudaVersion) || !IsPrintable(gpu.Uuid))
             {
-                return $"GPU {gpu.Index} needs a name, and its text fields at most {MaxTextLength} characters";
+                return $"GPU {gpu.Index} needs a name, and its text fields at most {MaxTextLength} printable characters";
             }
         }
 
@@ -88,6 +88,12 @@ public static class HardwareValidator
             if (!DeviceName.TryParse(device, out var kind, out var index))
             {
                 return $"device '{device}' is not cpu or cuda:N";
+            }
+
+            // One spelling per device, so that "cuda" and "cuda:0" cannot be offered (and paid) twice.
+            if (DeviceName.Normalize(device) != device)
+            {
+                return $"device '{device}' must be written as '{DeviceName.Normalize(device)}'";
             }
 
             if (kind == DeviceKind.Cuda && index >= hardware.CudaDeviceCount)
@@ -136,6 +142,8 @@ public static class HardwareValidator
 
         return null;
     }
+
+    private static bool IsPrintable(string value) => value.Length <= MaxTextLength && !value.Any(char.IsControl);
 
     private static bool IsInRange(double value, double max) => double.IsFinite(value) && value > 0 && value <= max;
 }

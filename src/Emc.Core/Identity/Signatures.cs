@@ -44,12 +44,14 @@ public static class Signatures
             return false;
         }
 
-        int recoveryId = signature[64] >= 27 ? signature[64] - 27 : signature[64];
-        if (recoveryId is < 0 or > 1)
+        // Only 27 and 28: accepting 0 and 1 as well would give every signature a second valid form.
+        if (signature[64] is not (27 or 28))
         {
             error = $"the recovery byte v={signature[64]} is not 27 or 28";
             return false;
         }
+
+        var recoveryId = signature[64] - 27;
 
         if (signature.Slice(32, 32).SequenceCompareTo(HalfOrder) > 0)
         {

@@ -4,10 +4,22 @@ namespace Emc.Node.Connection;
 /// Reconnect delays: exponential growth with "equal jitter" (half fixed, half random), so a
 /// coordinator restart is not met by every node of the network in the same instant.
 /// </summary>
-public sealed class ExponentialBackoff(TimeSpan initial, TimeSpan maximum, Random? random = null)
+public sealed class ExponentialBackoff
 {
-    private readonly Random _random = random ?? Random.Shared;
+    private readonly TimeSpan _initial;
+    private readonly TimeSpan _maximum;
+    private readonly Random _random;
     private int _attempt;
+
+    /// <summary>Delays start at <paramref name="initial"/> and double up to <paramref name="maximum"/>.</summary>
+    public ExponentialBackoff(TimeSpan initial, TimeSpan maximum, Random? random = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(initial, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maximum, initial);
+        _initial = initial;
+        _maximum = maximum;
+        _random = random ?? Random.Shared;
+    }
 
     /// <summary>Failures since the last success.</summary>
     public int Attempt => _attempt;
@@ -17,7 +29,7 @@ public sealed class ExponentialBackoff(TimeSpan initial, TimeSpan maximum, Rando
     {
         var exponent = Math.Min(_attempt, 30);
         _attempt++;
-        var ceiling = Math.Min(maximum.TotalMilliseconds, initial.TotalMilliseconds * Math.Pow(2, exponent));
+        var ceiling = Math.Min(_maximum.TotalMilliseconds, _initial.TotalMilliseconds * Math.Pow(2, exponent));
         return TimeSpan.FromMilliseconds((ceiling / 2) + (_random.NextDouble() * ceiling / 2));
     }
 

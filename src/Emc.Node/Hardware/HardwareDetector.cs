@@ -52,7 +52,7 @@ public static class HardwareDetector
                 var parts = line["MemTotal:".Length..].Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
                 if (parts.Length > 0 && long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var kib))
                 {
-                    return kib * 1024;
+                    return kib > long.MaxValue / 1024 ? 0 : kib * 1024;
                 }
             }
         }
@@ -130,7 +130,6 @@ public static class HardwareDetector
             using var process = Process.Start(new ProcessStartInfo(file, arguments)
             {
                 RedirectStandardOutput = true,
-                RedirectStandardError = true,
                 UseShellExecute = false,
             });
             if (process is null)
@@ -141,7 +140,7 @@ public static class HardwareDetector
             var output = process.StandardOutput.ReadToEndAsync();
             if (!process.WaitForExit(10_000))
             {
-                process.Kill();
+                process.Kill(entireProcessTree: true);
                 return null;
             }
 

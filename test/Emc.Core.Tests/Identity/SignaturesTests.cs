@@ -183,6 +183,8 @@ public sealed class SignaturesTests
     }
 
     [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
     [InlineData(2)]
     [InlineData(26)]
     [InlineData(29)]
