@@ -52,7 +52,8 @@ public sealed class NetworkTests
         network.Nodes[0]!.Terminate();
 
         Assert.Equal(0, await network.Nodes[0]!.WaitForExitAsync(TimeSpan.FromSeconds(30)));
-        Assert.Contains("Drained; left the network.", network.Nodes[0]!.Output, StringComparison.Ordinal);
+        var output = network.Nodes[0]!.Output;
+        Assert.True(output.Contains("Drained; left the network.", StringComparison.Ordinal), output);
         await network.WaitForStatusAsync(id, NodeStatus.Disconnected, TimeSpan.FromSeconds(10));
     }
 

@@ -36,7 +36,9 @@ public sealed class NodeConnection : IAsyncDisposable
         CancellationToken cancellationToken)
     {
         var client = new NodeGateway.NodeGatewayClient(channel);
-        var call = client.Connect(cancellationToken: cancellationToken);
+        // The token bounds the handshake only: the stream itself lives until the connection is disposed,
+        // so that a node asked to stop can still send its drain and goodbye on it.
+        var call = client.Connect(cancellationToken: CancellationToken.None);
         try
         {
             await call.RequestStream.WriteAsync(

@@ -37,7 +37,8 @@ public sealed class TestCoordinator : IAsyncDisposable
     public static void FastLiveness(RegistryOptions options)
     {
         options.HeartbeatInterval = TimeSpan.FromMilliseconds(200);
-        options.HeartbeatTimeout = TimeSpan.FromSeconds(1);
+        // Long enough that a loaded CI machine does not miss beats, short enough to test quickly.
+        options.HeartbeatTimeout = TimeSpan.FromSeconds(2);
         options.LivenessCheckPeriod = TimeSpan.FromMilliseconds(100);
         options.FlushInterval = TimeSpan.FromMilliseconds(20);
     }

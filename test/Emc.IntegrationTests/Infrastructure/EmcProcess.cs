@@ -103,6 +103,7 @@ public sealed partial class EmcProcess : IAsyncDisposable
     {
         using var cancel = new CancellationTokenSource(timeout);
         await Process.WaitForExitAsync(cancel.Token);
+        Process.WaitForExit(); // the parameterless wait also drains the redirected output events
         return Process.ExitCode;
     }
 
