@@ -1,0 +1,108 @@
+using Emc.Core.Hardware;
+
+namespace Emc.Core.Scheduling;
+
+/// <summary>What the scheduler knows of a node when it joins: its devices, labels, price and cache.</summary>
+public sealed record NodeCapacity
+{
+    public required string NodeId { get; init; }
+
+    public IReadOnlyList<DeviceCapacity> Devices { get; init; } = [];
+
+    /// <summary>Labels the operator set, such as region=eu.</summary>
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Asking price in ledger micro-units per device-hour; 0 = the network default.</summary>
+    public long Price { get; init; }
+
+    /// <summary>Content keys (blob hashes) the node already holds.</summary>
+    public IReadOnlyCollection<string> CacheKeys { get; init; } = [];
+}
+
+/// <summary>One device of a node as the scheduler sees it.</summary>
+public sealed record DeviceCapacity
+{
+    /// <summary>The device string the node runs work on: "cpu", "cuda:0", ...</summary>
+    public required string Name { get; init; }
+
+    public DeviceKind Kind { get; init; }
+
+    /// <summary>Device memory (host memory for a CPU device).</summary>
+    public long MemoryBytes { get; init; }
+
+    /// <summary>Measured matmul speed from the admission benchmark.</summary>
+    public double Gflops { get; init; }
+
+    /// <summary>How many tasks may share the device; null takes <see cref="SchedulerOptions.TasksPerDevice"/>.</summary>
+    public int? Slots { get; init; }
+}
+
+/// <summary>A node's live scheduling state. Owned by the scheduler; policies read it.</summary>
+public sealed class SchedulerNode
+{
+    internal SchedulerNode(NodeCapacity capacity, int defaultSlots, double reputation)
+    {
+        Id = capacity.NodeId;
+        Reputation = reputation;
+        Devices = [.. capacity.Devices.Select(device => new DeviceState(device, device.Slots ?? defaultSlots))];
+        Update(capacity);
+    }
+
+    public string Id { get; }
+
+    public IReadOnlyList<DeviceState> Devices { get; }
+
+    public IReadOnlyDictionary<string, string> Labels { get; private set; } = new Dictionary<string, string>();
+
+    public long Price { get; private set; }
+
+    /// <summary>Content keys the node holds.</summary>
+    public IReadOnlySet<string> CacheKeys => _cacheKeys;
+
+    /// <summary>0 (unreliable) to 1 (reliable); moved by completions and lost or failed leases.</summary>
+    public double Reputation { get; internal set; }
+
+    /// <summary>False while the node is draining or disconnected: it keeps its leases but gets no new work.</summary>
+    public bool Schedulable { get; internal set; }
+
+    /// <summary>Tasks placed on the node right now, over all devices.</summary>
+    public int UsedSlots { get; internal set; }
+
+    public int TotalSlots { get; private set; }
+
+    /// <summary>The node's position in the scheduler's list of nodes with a free slot, or -1.</summary>
+    internal int FreeIndex { get; set; } = -1;
+
+    /// <summary>Bumped on every change that can make the node fit a demand it did not fit before.</summary>
+    internal long Version { get; set; }
+
+    private HashSet<string> _cacheKeys = new(StringComparer.Ordinal);
+
+    internal bool HasFreeSlot => Schedulable && UsedSlots < TotalSlots;
+
+    internal void Update(NodeCapacity capacity)
+    {
+        Labels = capacity.Labels;
+        Price = capacity.Price;
+        _cacheKeys = new HashSet<string>(capacity.CacheKeys, StringComparer.Ordinal);
+        TotalSlots = Devices.Sum(device => device.Slots);
+    }
+
+    internal void SetCacheKeys(IEnumerable<string> keys) => _cacheKeys = new HashSet<string>(keys, StringComparer.Ordinal);
+}
+
+/// <summary>One device's live state.</summary>
+public sealed class DeviceState(DeviceCapacity capacity, int slots)
+{
+    public DeviceCapacity Capacity { get; } = capacity;
+
+    public int Slots { get; } = slots;
+
+    public int UsedSlots { get; internal set; }
+
+    public long UsedMemoryBytes { get; internal set; }
+
+    public long FreeMemoryBytes => Capacity.MemoryBytes - UsedMemoryBytes;
+
+    public bool HasFreeSlot => UsedSlots < Slots;
+}
