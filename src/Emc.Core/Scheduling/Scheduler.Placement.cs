@@ -303,7 +303,7 @@ public sealed partial class Scheduler
         var reason = _schedulableNodes == 0 ? "no schedulable node is connected"
             : kindOk < needed ? Short($"with a{(demand.Device is null ? "ny" : "")}{kindText} device", kindOk)
             : memoryOk < needed ? Short($"with ≥ {memoryText} device memory{(kindText.Length > 0 ? $" on a{kindText} device" : "")}", memoryOk)
-            : speedOk < needed ? Short($"with a{kindText} device of ≥ {demand.MinGflops.ToString("0.#", CultureInfo.InvariantCulture)} GFLOP/s and ≥ {memoryText} memory", speedOk)
+            : speedOk < needed ? Short($"with a{kindText} device of ≥ {demand.MinGflops.ToString("0.#", CultureInfo.InvariantCulture)} GFLOP/s{(demand.DeviceMemoryBytes > 0 ? $" and ≥ {memoryText} memory" : "")}", speedOk)
             : labelsOk < needed ? Short($"labelled {string.Join(", ", demand.Labels.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value}"))}", labelsOk)
             : priceOk < needed ? Short($"at a price ≤ {demand.MaxPrice.ToString(CultureInfo.InvariantCulture)}", priceOk)
             : gang ? $"waiting for {needed} of the {priceOk} fitting nodes to be free at once"

@@ -484,13 +484,16 @@ public sealed partial class Scheduler
         NodeId = task.NodeId,
         Device = task.Device,
         LeaseExpiresAt = task.HoldsLease ? task.LeaseExpiresAt : null,
-        Reason = task.State == TaskState.Queued ? WaitReason(task.Job) ?? task.Reason : task.Reason,
+        Reason = task.State == TaskState.Queued ? JoinReasons(task.Reason, WaitReason(task.Job)) : task.Reason,
         WinningAttempt = task.WinningAttempt,
         OutputHash = task.OutputHash,
         Output = includeOutput ? task.Output : null,
         CreatedAt = task.CreatedAt,
         UpdatedAt = task.UpdatedAt,
     };
+
+    private static string? JoinReasons(string? first, string? second) =>
+        first is null ? second : second is null ? first : $"{first}; {second}";
 
     private static JobRecord Record(JobEntry job, bool isNew) => new()
     {
