@@ -3,7 +3,10 @@ using Emc.Coordinator.Observability;
 using Emc.Coordinator.Persistence;
 using Emc.Coordinator.Hosting;
 using Emc.Coordinator.Registry;
+using Emc.Coordinator.Scheduling;
 using Emc.Core.Identity;
+using System.Threading.Channels;
+using Emc.Core.Scheduling;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -20,6 +23,7 @@ public sealed partial class NodeGatewayService(
     NodeStore store,
     NodeSessions sessions,
     IGrainFactory grains,
+    SchedulerService scheduler,
     CoordinatorIdentity identity,
     IOptions<RegistryOptions> options,
     ILogger<NodeGatewayService> logger) : NodeGateway.NodeGatewayBase
@@ -93,12 +97,14 @@ public sealed partial class NodeGatewayService(
         await store.UpsertRegistrationAsync(node, sessionId, context.Peer, cancellationToken);
         var grain = grains.GetGrain<INodeGrain>(nodeId);
         await grain.Attach(sessionId);
-        sessions.Open(nodeId, sessionId, sessionCancel);
+        var outbound = NodeSessions.CreateOutbound();
+        sessions.Open(nodeId, sessionId, sessionCancel, outbound);
         EmcMetrics.Registrations.WithLabels("accepted").Inc();
         EmcMetrics.Sessions.Inc();
         Log.NodeConnected(logger, nodeId, node.Name, sessionId);
 
         var graceful = false;
+        Task? writer = null;
         try
         {
             await responseStream.WriteAsync(
@@ -114,7 +120,10 @@ public sealed partial class NodeGatewayService(
                 },
                 cancellationToken);
 
-            graceful = await RunSessionAsync(requestStream, responseStream, grain, nodeId, sessionId, cancellationToken);
+            // From here on one writer owns the response stream; everything else queues for it.
+            writer = WriteOutboundAsync(outbound.Reader, responseStream, sessionCancel, cancellationToken);
+            scheduler.NodeConnected(sessionId, node.ToCapacity());
+            graceful = await RunSessionAsync(requestStream, outbound.Writer, grain, nodeId, sessionId, cancellationToken);
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
         {
@@ -122,16 +131,43 @@ public sealed partial class NodeGatewayService(
         }
         finally
         {
+            outbound.Writer.TryComplete();
+            if (writer is not null)
+            {
+                await writer;
+            }
+
             sessions.Close(nodeId, sessionId);
             EmcMetrics.Sessions.Dec();
             await grain.Detach(sessionId, graceful);
+            scheduler.NodeDisconnected(nodeId, sessionId, graceful ? "left the network" : "was lost (its stream broke)");
             Log.NodeDisconnected(logger, nodeId, graceful);
+        }
+    }
+
+    private static async Task WriteOutboundAsync(
+        ChannelReader<CoordinatorMessage> outbound,
+        IServerStreamWriter<CoordinatorMessage> responseStream,
+        CancellationTokenSource session,
+        CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (var message in outbound.ReadAllAsync(cancellationToken))
+            {
+                await responseStream.WriteAsync(message, cancellationToken);
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
+        {
+            // A stream that cannot be written is dead: end the session so the reader stops too.
+            await session.CancelAsync();
         }
     }
 
     private async Task<bool> RunSessionAsync(
         IAsyncStreamReader<NodeMessage> requestStream,
-        IServerStreamWriter<CoordinatorMessage> responseStream,
+        ChannelWriter<CoordinatorMessage> outbound,
         INodeGrain grain,
         string nodeId,
         string sessionId,
@@ -144,30 +180,67 @@ public sealed partial class NodeGatewayService(
             {
                 case NodeMessage.BodyOneofCase.Heartbeat:
                     EmcMetrics.Heartbeats.Inc();
-                    if (!await grain.Heartbeat(sessionId, Math.Max(0, message.Heartbeat.RunningTasks)))
+                    var heartbeat = message.Heartbeat;
+                    if (heartbeat.LeaseIds.Count > MaxLeasesPerHeartbeat)
                     {
-                        await RefuseAsync(responseStream, RefusalCode.Superseded, "this node connected again on another stream", cancellationToken);
-                        return false;
+                        throw Refused(outbound, RefusalCode.Protocol, $"a heartbeat lists at most {MaxLeasesPerHeartbeat} leases");
                     }
 
-                    await responseStream.WriteAsync(new CoordinatorMessage { HeartbeatAck = new HeartbeatAck { Seq = message.Heartbeat.Seq } }, cancellationToken);
+                    if (!await grain.Heartbeat(sessionId, Math.Max(0, heartbeat.RunningTasks)))
+                    {
+                        throw Refused(outbound, RefusalCode.Superseded, "this node connected again on another stream");
+                    }
+
+                    scheduler.Heartbeat(nodeId, [.. heartbeat.LeaseIds]);
+                    await outbound.WriteAsync(new CoordinatorMessage { HeartbeatAck = new HeartbeatAck { Seq = heartbeat.Seq } }, cancellationToken);
                     break;
 
                 case NodeMessage.BodyOneofCase.Drain:
-                    Log.NodeDraining(logger, nodeId, message.Drain.Reason);
+                    Log.NodeDraining(logger, nodeId, Truncate(message.Drain.Reason));
                     await grain.Drain(sessionId);
+                    scheduler.NodeDraining(nodeId, sessionId);
                     break;
 
                 case NodeMessage.BodyOneofCase.Goodbye:
                     return true;
 
+                case NodeMessage.BodyOneofCase.LeaseAccept:
+                    scheduler.LeaseAccepted(nodeId, message.LeaseAccept.LeaseId);
+                    break;
+
+                case NodeMessage.BodyOneofCase.LeaseReject:
+                    scheduler.LeaseRejected(nodeId, message.LeaseReject.LeaseId, Truncate(message.LeaseReject.Reason));
+                    break;
+
+                case NodeMessage.BodyOneofCase.TaskResult:
+                    var result = message.TaskResult;
+                    scheduler.ResultReported(nodeId, result.LeaseId, result.Succeeded, result.Output, Truncate(result.Error, 1000), result.Retryable);
+                    break;
+
+                case NodeMessage.BodyOneofCase.CacheUpdate:
+                    var problem = PlacementAttributes.CheckCacheKeys(message.CacheUpdate.Keys);
+                    if (problem is not null)
+                    {
+                        throw Refused(outbound, RefusalCode.Protocol, problem);
+                    }
+
+                    scheduler.CacheUpdated(nodeId, [.. message.CacheUpdate.Keys.Distinct(StringComparer.Ordinal)]);
+                    break;
+
                 default:
-                    await RefuseAsync(responseStream, RefusalCode.Protocol, $"unexpected {message.BodyCase} message in a registered session", cancellationToken);
-                    return false;
+                    throw Refused(outbound, RefusalCode.Protocol, $"unexpected {message.BodyCase} message in a registered session");
             }
         }
 
         return false;
+    }
+
+    /// <summary>A session-ending protocol error: queues the refusal for the stream's writer (it is flushed before the stream ends) and returns the status to end it with.</summary>
+    private static RpcException Refused(ChannelWriter<CoordinatorMessage> outbound, RefusalCode code, string reason)
+    {
+        EmcMetrics.Registrations.WithLabels(code.ToString().ToLowerInvariant()).Inc();
+        outbound.TryWrite(new CoordinatorMessage { Refusal = new Refusal { Code = code, Reason = reason } });
+        return new RpcException(new Status(code == RefusalCode.Superseded ? StatusCode.Aborted : StatusCode.InvalidArgument, reason));
     }
 
     private static async Task<NodeMessage?> ReadAsync(IAsyncStreamReader<NodeMessage> stream, CancellationToken cancellationToken)
@@ -204,7 +277,9 @@ public sealed partial class NodeGatewayService(
         throw new RpcException(new Status(status, reason));
     }
 
-    private static string Truncate(string text) => text.Length <= 80 ? text : text[..80] + "…";
+    private const int MaxLeasesPerHeartbeat = 4096;
+
+    private static string Truncate(string text, int max = 80) => text.Length <= max ? text : text[..max] + "…";
 
     private static partial class Log
     {

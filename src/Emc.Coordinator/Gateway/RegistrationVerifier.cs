@@ -3,6 +3,7 @@ using Emc.Coordinator.Registry;
 using Emc.Core.Hardware;
 using Emc.Core.Identity;
 using Emc.Core.Registry;
+using Emc.Core.Scheduling;
 using Google.Protobuf;
 
 namespace Emc.Coordinator.Gateway;
@@ -77,7 +78,29 @@ public sealed class RegistrationVerifier(ChallengeIssuer challenges)
             return Refuse(RefusalCode.BadHardware, "the agent version is longer than 64 characters");
         }
 
-        return (new RegisteredNode(claimedAddress.ToString(), payload.Name, payload.AgentVersion, hardware, benchmark, devices), null);
+        var labelProblem = PlacementAttributes.CheckLabels(payload.Labels);
+        if (labelProblem is not null)
+        {
+            return Refuse(RefusalCode.BadHardware, labelProblem);
+        }
+
+        if (payload.Price < 0)
+        {
+            return Refuse(RefusalCode.BadHardware, "the price must not be negative");
+        }
+
+        var cacheProblem = PlacementAttributes.CheckCacheKeys(payload.CacheKeys);
+        if (cacheProblem is not null)
+        {
+            return Refuse(RefusalCode.BadHardware, cacheProblem);
+        }
+
+        return (new RegisteredNode(claimedAddress.ToString(), payload.Name, payload.AgentVersion, hardware, benchmark, devices)
+        {
+            Labels = payload.Labels.ToDictionary(StringComparer.Ordinal),
+            Price = payload.Price,
+            CacheKeys = [.. payload.CacheKeys.Distinct(StringComparer.Ordinal)],
+        }, null);
     }
 
     private static (RegisteredNode?, RegistrationRefusal?) Refuse(RefusalCode code, string reason) => (null, new RegistrationRefusal(code, reason));

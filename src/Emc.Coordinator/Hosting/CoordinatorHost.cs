@@ -4,6 +4,7 @@ using Emc.Coordinator.Gateway;
 using Emc.Coordinator.Observability;
 using Emc.Coordinator.Persistence;
 using Emc.Coordinator.Registry;
+using Emc.Coordinator.Scheduling;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -105,6 +106,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         services.AddSingleton<NodeStateWriter>();
         services.AddHostedService(sp => sp.GetRequiredService<NodeStateWriter>());
         services.AddSingleton<ReadinessState>();
+        services.AddEmcScheduling(options.PlacementPolicy);
         services.AddGrpc(o =>
         {
             o.MaxReceiveMessageSize = 1 << 20;
@@ -125,6 +127,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         api.MapInfoApi();
         api.MapNodesApi();
         api.MapLinkApi();
+        api.MapJobsApi();
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
         app.MapGet("/readyz", async (ReadinessState ready, DatabaseInitializer db, CancellationToken cancellationToken) =>
             ready.IsReady && await db.IsReachableAsync(cancellationToken)

@@ -28,6 +28,9 @@ public sealed class CoordinatorOptions
     /// </summary>
     public string? AdvertisedGrpcUrl { get; set; }
 
+    /// <summary>How the scheduler ranks nodes that fit a task: "spread" (default) or "pack".</summary>
+    public string PlacementPolicy { get; set; } = "spread";
+
     /// <summary>Orleans silo-to-silo port. Default 0: a free port (one silo on loopback).</summary>
     public int SiloPort { get; set; }
 }

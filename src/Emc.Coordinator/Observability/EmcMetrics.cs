@@ -16,4 +16,17 @@ public static class EmcMetrics
 
     public static readonly Gauge Nodes = Metrics.CreateGauge(
         "emc_nodes", "Nodes in the registry by status.", new GaugeConfiguration { LabelNames = ["status"] });
+
+    public static readonly Counter SchedulerPlacements = Metrics.CreateCounter(
+        "emc_scheduler_placements_total", "Tasks placed on nodes (leases granted).");
+
+    public static readonly Gauge SchedulerQueued = Metrics.CreateGauge(
+        "emc_scheduler_queued", "Items (tasks or whole gangs) waiting in the scheduler's queue.");
+
+    public static readonly Histogram SchedulerCommitSeconds = Metrics.CreateHistogram(
+        "emc_scheduler_commit_seconds", "Time to write one batch of scheduler changes.",
+        new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 14) });
+
+    public static readonly Counter SchedulerDroppedEvents = Metrics.CreateCounter(
+        "emc_scheduler_dropped_events_total", "Node events dropped because the scheduler's queue was full.");
 }

@@ -1,10 +1,11 @@
+using Emc.Coordinator.Scheduling;
 using Emc.Core.Registry;
 using Microsoft.Extensions.Options;
 
 namespace Emc.Coordinator.Registry;
 
 /// <summary>Presence state machine of one node. Durable effects go through <see cref="NodeStateWriter"/>.</summary>
-internal sealed class NodeGrain(NodeStateWriter writer, TimeProvider time, IOptions<RegistryOptions> options) : Grain, INodeGrain
+internal sealed class NodeGrain(NodeStateWriter writer, SchedulerService scheduler, TimeProvider time, IOptions<RegistryOptions> options) : Grain, INodeGrain
 {
     private readonly RegistryOptions _options = options.Value;
     private string? _sessionId;
@@ -75,6 +76,7 @@ internal sealed class NodeGrain(NodeStateWriter writer, TimeProvider time, IOpti
             // Keep the last-seen time of the last heartbeat: it says when the node was last alive.
             _status = NodeStatus.Lost;
             writer.Enqueue(new NodeStateUpdate(this.GetPrimaryKeyString(), _sessionId, _status, _lastSeenUnixMs));
+            scheduler.NodeDisconnected(this.GetPrimaryKeyString(), _sessionId, $"was lost (no heartbeat for {silentFor / 1000.0:0.#} s)");
             StopTimer();
         }
 

@@ -1,9 +1,13 @@
+using System.Diagnostics;
 using System.Globalization;
 
 namespace Emc.Core.Scheduling;
 
 public sealed partial class Scheduler
 {
+    /// <summary>Called with the time each task placement took, from picking it in fair-share order to its lease.</summary>
+    public Action<TimeSpan>? PlacementObserved { get; set; }
+
     /// <summary>
     /// One scheduling pass: serves the queue in fair-share order and places what fits on free
     /// capacity, up to <see cref="SchedulerOptions.MaxPlacementsPerPass"/>. Returns the number of
@@ -24,6 +28,7 @@ public sealed partial class Scheduler
         _blocked.Clear();
         while (placed < _options.MaxPlacementsPerPass && _free.Count > 0)
         {
+            var started = Stopwatch.GetTimestamp();
             var item = _queue.Peek(_blocked);
             if (item is null)
             {
@@ -36,6 +41,7 @@ public sealed partial class Scheduler
                 {
                     _queue.Take(task);
                     placed++;
+                    PlacementObserved?.Invoke(Stopwatch.GetElapsedTime(started));
                 }
                 else
                 {

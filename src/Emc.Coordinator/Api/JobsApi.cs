@@ -1,0 +1,191 @@
+using System.Text.Json;
+using Emc.Coordinator.Scheduling;
+using Emc.Core.Scheduling;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+
+namespace Emc.Coordinator.Api;
+
+/// <summary>
+/// Jobs, tasks, account weights and scheduler figures:
+/// POST/GET /api/v1/jobs, GET /api/v1/jobs/{id}, POST /api/v1/jobs/{id}/cancel,
+/// GET /api/v1/tasks, GET /api/v1/tasks/{id}, GET/PUT /api/v1/accounts/{account}/weight,
+/// GET /api/v1/scheduler.
+/// </summary>
+internal static class JobsApi
+{
+    /// <summary>The most items one list request returns.</summary>
+    public const int MaxLimit = 10_000;
+
+    public static RouteGroupBuilder MapJobsApi(this RouteGroupBuilder api)
+    {
+        api.MapPost("/jobs", SubmitAsync);
+        api.MapGet("/jobs", ListJobsAsync);
+        api.MapGet("/jobs/{id}", GetJobAsync);
+        api.MapPost("/jobs/{id}/cancel", CancelAsync);
+        api.MapGet("/tasks", ListTasksAsync);
+        api.MapGet("/tasks/{id}", GetTaskAsync);
+        api.MapGet("/accounts/{account}/weight", GetWeightAsync);
+        api.MapPut("/accounts/{account}/weight", SetWeightAsync);
+        api.MapGet("/scheduler", StatsAsync);
+        return api;
+    }
+
+    private static async Task<Results<Created<JobView>, ProblemHttpResult>> SubmitAsync(
+        SchedulerService scheduler, HttpRequest request, CancellationToken cancellationToken)
+    {
+        JobSpec? spec;
+        try
+        {
+            spec = await request.ReadFromJsonAsync<JobSpec>(Core.EmcJson.Options, cancellationToken);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or BadHttpRequestException)
+        {
+            return BadRequest("Malformed job", $"The body is not a job document: {ex.Message}");
+        }
+
+        try
+        {
+            var job = await scheduler.SubmitAsync(spec!, cancellationToken);
+            return TypedResults.Created($"/api/v1/jobs/{job.Id}", job);
+        }
+        catch (SchedulingException ex)
+        {
+            return BadRequest("Invalid job", ex.Message);
+        }
+    }
+
+    private static async Task<Results<Ok<IReadOnlyList<JobView>>, ProblemHttpResult>> ListJobsAsync(
+        SchedulerService scheduler, string? state, string? account, int? limit, CancellationToken cancellationToken)
+    {
+        if (!TryParse<JobState>(state, out var filter))
+        {
+            return BadRequest("Unknown job state", $"'{state}' is not a job state; use queued, running, completed, failed or cancelled.");
+        }
+
+        if (limit is < 1 or > MaxLimit)
+        {
+            return BadRequest("Bad limit", $"limit must be between 1 and {MaxLimit}.");
+        }
+
+        return TypedResults.Ok(await scheduler.ListJobsAsync(filter, account, limit ?? 100, cancellationToken));
+    }
+
+    private static async Task<Results<Ok<JobView>, ProblemHttpResult>> GetJobAsync(
+        SchedulerService scheduler, string id, CancellationToken cancellationToken)
+    {
+        var job = await scheduler.GetJobAsync(id, cancellationToken);
+        return job is null ? NotFound("Job not found", $"No job {id} exists.") : TypedResults.Ok(job);
+    }
+
+    private static async Task<Results<Ok<JobView>, ProblemHttpResult>> CancelAsync(
+        SchedulerService scheduler, string id, CancellationToken cancellationToken)
+    {
+        if (!await scheduler.CancelAsync(id, "cancelled by request", cancellationToken))
+        {
+            return await scheduler.GetJobAsync(id, cancellationToken) is { } finished
+                ? TypedResults.Ok(finished)
+                : NotFound("Job not found", $"No job {id} exists.");
+        }
+
+        return TypedResults.Ok((await scheduler.GetJobAsync(id, cancellationToken))!);
+    }
+
+    private static async Task<Results<Ok<IReadOnlyList<TaskView>>, ProblemHttpResult>> ListTasksAsync(
+        SchedulerService scheduler, string? job, string? state, string? after, int? limit, CancellationToken cancellationToken)
+    {
+        if (!TryParse<TaskState>(state, out var filter))
+        {
+            return BadRequest("Unknown task state", $"'{state}' is not a task state; use queued, leased, running, completed, failed or cancelled.");
+        }
+
+        if (limit is < 1 or > MaxLimit)
+        {
+            return BadRequest("Bad limit", $"limit must be between 1 and {MaxLimit}.");
+        }
+
+        if (job is not null && await scheduler.GetJobAsync(job, cancellationToken) is null)
+        {
+            return NotFound("Job not found", $"No job {job} exists.");
+        }
+
+        return TypedResults.Ok(await scheduler.ListTasksAsync(job, filter, after, limit ?? 100, cancellationToken));
+    }
+
+    private static async Task<Results<Ok<TaskView>, ProblemHttpResult>> GetTaskAsync(
+        SchedulerService scheduler, string id, CancellationToken cancellationToken)
+    {
+        var task = await scheduler.GetTaskAsync(id, cancellationToken);
+        return task is null ? NotFound("Task not found", $"No task {id} exists.") : TypedResults.Ok(task);
+    }
+
+    private static async Task<Results<Ok<AccountWeight>, ProblemHttpResult>> GetWeightAsync(
+        SchedulerService scheduler, string account, CancellationToken cancellationToken)
+    {
+        if (!JobSpecValidator.IsIdentifier(account))
+        {
+            return BadRequest("Bad account", $"'{account}' is not an account name.");
+        }
+
+        return TypedResults.Ok(new AccountWeight(account, await scheduler.GetAccountWeightAsync(account, cancellationToken)));
+    }
+
+    private static async Task<Results<Ok<AccountWeight>, ProblemHttpResult>> SetWeightAsync(
+        SchedulerService scheduler, string account, HttpRequest request, CancellationToken cancellationToken)
+    {
+        AccountWeight? body;
+        try
+        {
+            body = await request.ReadFromJsonAsync<AccountWeight>(Core.EmcJson.Options, cancellationToken);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or BadHttpRequestException)
+        {
+            return BadRequest("Malformed weight", $"The body must be {{\"weight\": number}}: {ex.Message}");
+        }
+
+        try
+        {
+            var weight = await scheduler.SetAccountWeightAsync(account, body?.Weight ?? 0, cancellationToken);
+            return TypedResults.Ok(new AccountWeight(account, weight));
+        }
+        catch (SchedulingException ex)
+        {
+            return BadRequest("Invalid weight", ex.Message);
+        }
+    }
+
+    private static async Task<Ok<SchedulerStats>> StatsAsync(SchedulerService scheduler, CancellationToken cancellationToken) =>
+        TypedResults.Ok(await scheduler.StatsAsync(cancellationToken));
+
+    private static bool TryParse<T>(string? text, out T? value)
+        where T : struct, Enum
+    {
+        value = null;
+        if (text is null)
+        {
+            return true;
+        }
+
+        foreach (var candidate in Enum.GetValues<T>())
+        {
+            if (string.Equals(JsonNamingPolicy.KebabCaseLower.ConvertName(candidate.ToString()), text, StringComparison.OrdinalIgnoreCase))
+            {
+                value = candidate;
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static ProblemHttpResult BadRequest(string title, string detail) =>
+        TypedResults.Problem(title: title, detail: detail, statusCode: StatusCodes.Status400BadRequest);
+
+    private static ProblemHttpResult NotFound(string title, string detail) =>
+        TypedResults.Problem(title: title, detail: detail, statusCode: StatusCodes.Status404NotFound);
+}
+
+/// <summary>An account's fair-share weight.</summary>
+public sealed record AccountWeight(string Account, double Weight);
