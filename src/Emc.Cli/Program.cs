@@ -9,6 +9,10 @@ var root = new RootCommand(
     NodeCommand.Create(),
     UpCommand.Create(),
     NodesCommand.Create(),
+    JobsCommands.Submit(),
+    JobsCommands.Jobs(),
+    JobsCommands.Tasks(),
+    JobsCommands.Cancel(),
     BenchCommand.Create(),
 };
 

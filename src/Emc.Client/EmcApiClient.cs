@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Emc.Core;
 using Emc.Core.Registry;
+using Emc.Core.Scheduling;
 
 namespace Emc.Client;
 
@@ -30,6 +31,35 @@ public sealed class EmcApiClient(HttpClient http)
     public Task<NodeView> GetNodeAsync(string id, CancellationToken cancellationToken) =>
         GetAsync<NodeView>($"api/v1/nodes/{Uri.EscapeDataString(id)}", cancellationToken);
 
+    /// <summary>Submits a job; returns it with its id.</summary>
+    public Task<JobView> SubmitJobAsync(JobSpec job, CancellationToken cancellationToken) =>
+        SendAsync<JobView>(HttpMethod.Post, "api/v1/jobs", job, cancellationToken);
+
+    /// <summary>Jobs in submission order.</summary>
+    public Task<IReadOnlyList<JobView>> GetJobsAsync(JobState? state, string? account, int limit, CancellationToken cancellationToken) =>
+        GetAsync<IReadOnlyList<JobView>>("api/v1/jobs" + Query(("state", Kebab(state)), ("account", account), ("limit", limit.ToString(System.Globalization.CultureInfo.InvariantCulture))), cancellationToken);
+
+    public Task<JobView> GetJobAsync(string id, CancellationToken cancellationToken) =>
+        GetAsync<JobView>($"api/v1/jobs/{Uri.EscapeDataString(id)}", cancellationToken);
+
+    /// <summary>Cancels a job; returns its new state.</summary>
+    public Task<JobView> CancelJobAsync(string id, CancellationToken cancellationToken) =>
+        SendAsync<JobView>(HttpMethod.Post, $"api/v1/jobs/{Uri.EscapeDataString(id)}/cancel", null, cancellationToken);
+
+    /// <summary>Tasks in id order, optionally of one job and in one state, after a task id (paging).</summary>
+    public Task<IReadOnlyList<TaskView>> GetTasksAsync(string? job, TaskState? state, string? after, int limit, CancellationToken cancellationToken) =>
+        GetAsync<IReadOnlyList<TaskView>>("api/v1/tasks" + Query(("job", job), ("state", Kebab(state)), ("after", after), ("limit", limit.ToString(System.Globalization.CultureInfo.InvariantCulture))), cancellationToken);
+
+    public Task<TaskView> GetTaskAsync(string id, CancellationToken cancellationToken) =>
+        GetAsync<TaskView>($"api/v1/tasks/{Uri.EscapeDataString(id)}", cancellationToken);
+
+    /// <summary>Sets an account's fair-share weight.</summary>
+    public Task<AccountWeightView> SetAccountWeightAsync(string account, double weight, CancellationToken cancellationToken) =>
+        SendAsync<AccountWeightView>(HttpMethod.Put, $"api/v1/accounts/{Uri.EscapeDataString(account)}/weight", new AccountWeightView(account, weight), cancellationToken);
+
+    public Task<SchedulerStats> GetSchedulerStatsAsync(CancellationToken cancellationToken) =>
+        GetAsync<SchedulerStats>("api/v1/scheduler", cancellationToken);
+
     /// <summary>True when /readyz answers 200.</summary>
     public async Task<bool> IsReadyAsync(CancellationToken cancellationToken)
     {
@@ -44,12 +74,31 @@ public sealed class EmcApiClient(HttpClient http)
         }
     }
 
-    private async Task<T> GetAsync<T>(string path, CancellationToken cancellationToken)
+    private Task<T> GetAsync<T>(string path, CancellationToken cancellationToken) =>
+        SendAsync<T>(HttpMethod.Get, path, null, cancellationToken);
+
+    private static string? Kebab<TEnum>(TEnum? value)
+        where TEnum : struct, Enum =>
+        value is null ? null : JsonNamingPolicy.KebabCaseLower.ConvertName(value.Value.ToString());
+
+    private static string Query(params (string Name, string? Value)[] parameters)
+    {
+        var parts = parameters.Where(p => p.Value is not null).Select(p => $"{p.Name}={Uri.EscapeDataString(p.Value!)}").ToList();
+        return parts.Count == 0 ? "" : "?" + string.Join("&", parts);
+    }
+
+    private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
     {
         HttpResponseMessage response;
         try
         {
-            response = await http.GetAsync(path, cancellationToken);
+            using var request = new HttpRequestMessage(method, path);
+            if (body is not null)
+            {
+                request.Content = JsonContent.Create(body, body.GetType(), options: EmcJson.Options);
+            }
+
+            response = await http.SendAsync(request, cancellationToken);
         }
         catch (HttpRequestException ex)
         {
@@ -88,3 +137,6 @@ public sealed class EmcApiClient(HttpClient http)
         return text.Length > 200 ? text[..200] : text;
     }
 }
+
+/// <summary>An account's fair-share weight.</summary>
+public sealed record AccountWeightView(string Account, double Weight);

@@ -20,6 +20,37 @@ internal static class BenchCommand
     {
         var command = new Command("bench", "Benchmarks of the network's hot paths.");
         command.Subcommands.Add(CreateConnect());
+        command.Subcommands.Add(CreateScheduler());
+        return command;
+    }
+
+    private static Command CreateScheduler()
+    {
+        var nodes = new Option<int>("--nodes") { Description = "Simulated nodes (one slot each). Default 5000.", DefaultValueFactory = _ => 5000 };
+        var tasks = new Option<int>("--tasks") { Description = "Tasks queued, then placed. Default 100000.", DefaultValueFactory = _ => 100_000 };
+        var gangs = new Option<int>("--gangs") { Description = "Gang jobs run after the tasks. Default 1000.", DefaultValueFactory = _ => 1000 };
+        var gangSize = new Option<int>("--gang-size") { Description = "Nodes per gang. Default 8.", DefaultValueFactory = _ => 8 };
+        var json = CommonOptions.Json();
+        var command = new Command(
+            "scheduler",
+            "The coordinator's scheduler service with its SQLite store, against in-process simulated nodes that complete every lease at once.")
+        { nodes, tasks, gangs, gangSize, json };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            var nodeCount = result.GetValue(nodes);
+            var taskCount = result.GetValue(tasks);
+            var gangCount = result.GetValue(gangs);
+            var size = result.GetValue(gangSize);
+            if (nodeCount is < 1 or > 1_000_000 || taskCount is < 1 or > 10_000_000 || gangCount is < 0 or > 1_000_000 || size < 1 || size > nodeCount)
+            {
+                await Console.Error.WriteLineAsync("emc bench scheduler: --nodes 1-1000000, --tasks 1-10000000, --gangs 0-1000000, --gang-size 1 to --nodes.");
+                return 2;
+            }
+
+            var report = await SchedulerBenchmark.RunAsync(nodeCount, taskCount, gangCount, size, result.GetValue(json) ? null : Console.Out, cancellationToken);
+            Console.WriteLine(result.GetValue(json) ? JsonSerializer.Serialize(report, EmcJson.Indented) : report.ToText());
+            return 0;
+        });
         return command;
     }
 
