@@ -10,6 +10,14 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
 
     public DbSet<SettingRecord> Settings => Set<SettingRecord>();
 
+    public DbSet<JobRow> Jobs => Set<JobRow>();
+
+    public DbSet<TaskRow> Tasks => Set<TaskRow>();
+
+    public DbSet<TaskResultRow> TaskResults => Set<TaskResultRow>();
+
+    public DbSet<AccountWeightRow> AccountWeights => Set<AccountWeightRow>();
+
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.Entity<NodeRecord>(node =>
@@ -30,6 +38,86 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
             setting.ToTable("settings");
             setting.HasKey(s => s.Key);
             setting.Property(s => s.Key).HasMaxLength(64);
+        });
+
+        // The scheduler's tables are written with raw SQL by SchedulerStore, so their column names are
+        // fixed here rather than left to EF's conventions.
+        modelBuilder.Entity<JobRow>(job =>
+        {
+            job.ToTable("jobs");
+            job.HasKey(j => j.Id);
+            job.Property(j => j.Id).HasColumnName("id").HasMaxLength(32);
+            job.Property(j => j.Number).HasColumnName("number");
+            job.Property(j => j.Name).HasColumnName("name").HasMaxLength(200);
+            job.Property(j => j.Account).HasColumnName("account").HasMaxLength(64);
+            job.Property(j => j.Priority).HasColumnName("priority").HasMaxLength(16);
+            job.Property(j => j.DemandJson).HasColumnName("demand");
+            job.Property(j => j.Gang).HasColumnName("gang");
+            job.Property(j => j.GangRetries).HasColumnName("gang_retries");
+            job.Property(j => j.MaxRetries).HasColumnName("max_retries");
+            job.Property(j => j.LeaseDurationMs).HasColumnName("lease_duration_ms");
+            job.Property(j => j.GangTimeoutMs).HasColumnName("gang_timeout_ms");
+            job.Property(j => j.IdempotencyKey).HasColumnName("idempotency_key").HasMaxLength(128);
+            job.Property(j => j.State).HasColumnName("state").HasMaxLength(16);
+            job.Property(j => j.CreatedAtUnixMs).HasColumnName("created_at");
+            job.Property(j => j.UpdatedAtUnixMs).HasColumnName("updated_at");
+            job.Property(j => j.FinishedAtUnixMs).HasColumnName("finished_at");
+            job.HasIndex(j => j.Number).IsUnique();
+            job.HasIndex(j => j.IdempotencyKey).IsUnique();
+            job.HasIndex(j => j.State);
+        });
+
+        modelBuilder.Entity<TaskRow>(task =>
+        {
+            task.ToTable("tasks");
+            task.HasKey(t => t.Id);
+            task.Property(t => t.Id).HasColumnName("id").HasMaxLength(48);
+            task.Property(t => t.JobId).HasColumnName("job_id").HasMaxLength(32);
+            task.Property(t => t.Index).HasColumnName("idx");
+            task.Property(t => t.Kind).HasColumnName("kind").HasMaxLength(64);
+            task.Property(t => t.Input).HasColumnName("input");
+            task.Property(t => t.State).HasColumnName("state").HasMaxLength(16);
+            task.Property(t => t.Attempt).HasColumnName("attempt");
+            task.Property(t => t.Retries).HasColumnName("retries");
+            task.Property(t => t.LeaseNodes).HasColumnName("lease_nodes");
+            task.Property(t => t.Device).HasColumnName("device").HasMaxLength(64);
+            task.Property(t => t.LeaseExpiresAtUnixMs).HasColumnName("lease_expires_at");
+            task.Property(t => t.Accepted).HasColumnName("accepted");
+            task.Property(t => t.Reason).HasColumnName("reason");
+            task.Property(t => t.WinningAttempt).HasColumnName("winning_attempt");
+            task.Property(t => t.Output).HasColumnName("output");
+            task.Property(t => t.OutputHash).HasColumnName("output_hash").HasMaxLength(64);
+            task.Property(t => t.ExcludedNodes).HasColumnName("excluded_nodes");
+            task.Property(t => t.Sequence).HasColumnName("sequence");
+            task.Property(t => t.CreatedAtUnixMs).HasColumnName("created_at");
+            task.Property(t => t.UpdatedAtUnixMs).HasColumnName("updated_at");
+
+            // (job_id, idx) serves both "the tasks of a job" and listing them in index order.
+            task.HasIndex(t => new { t.JobId, t.Index }).IsUnique();
+            task.HasIndex(t => t.State);
+        });
+
+        modelBuilder.Entity<TaskResultRow>(result =>
+        {
+            result.ToTable("task_results");
+            result.HasKey(r => new { r.TaskId, r.Attempt });
+            result.Property(r => r.TaskId).HasColumnName("task_id").HasMaxLength(48);
+            result.Property(r => r.Attempt).HasColumnName("attempt");
+            result.Property(r => r.NodeId).HasColumnName("node_id").HasMaxLength(64);
+            result.Property(r => r.Succeeded).HasColumnName("succeeded");
+            result.Property(r => r.Output).HasColumnName("output");
+            result.Property(r => r.OutputHash).HasColumnName("output_hash").HasMaxLength(64);
+            result.Property(r => r.Error).HasColumnName("error");
+            result.Property(r => r.Counted).HasColumnName("counted");
+            result.Property(r => r.AtUnixMs).HasColumnName("at");
+        });
+
+        modelBuilder.Entity<AccountWeightRow>(weight =>
+        {
+            weight.ToTable("account_weights");
+            weight.HasKey(w => w.Account);
+            weight.Property(w => w.Account).HasColumnName("account").HasMaxLength(64);
+            weight.Property(w => w.Weight).HasColumnName("weight");
         });
     }
 }

@@ -1,10 +1,11 @@
+using Emc.Coordinator.Scheduling;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Emc.Coordinator.Persistence;
 
-/// <summary>Registers the database and the node store.</summary>
+/// <summary>Registers the database, the node store and the scheduler store.</summary>
 public static class PersistenceServiceCollectionExtensions
 {
     public static IServiceCollection AddEmcPersistence(this IServiceCollection services, string dataDirectory)
@@ -19,6 +20,7 @@ public static class PersistenceServiceCollectionExtensions
         }.ToString();
         services.AddDbContextFactory<EmcDbContext>(options => options.UseSqlite(connectionString));
         services.AddSingleton<NodeStore>();
+        services.AddSingleton<SchedulerStore>();
         services.AddSingleton<DatabaseInitializer>();
         return services;
     }

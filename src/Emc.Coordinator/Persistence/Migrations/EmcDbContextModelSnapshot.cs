@@ -16,6 +16,112 @@ namespace Emc.Coordinator.Persistence.Migrations
 #pragma warning disable 612, 618
             modelBuilder.HasAnnotation("ProductVersion", "10.0.15");
 
+            modelBuilder.Entity("Emc.Coordinator.Persistence.AccountWeightRow", b =>
+                {
+                    b.Property<string>("Account")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("account");
+
+                    b.Property<double>("Weight")
+                        .HasColumnType("REAL")
+                        .HasColumnName("weight");
+
+                    b.HasKey("Account");
+
+                    b.ToTable("account_weights", (string)null);
+                });
+
+            modelBuilder.Entity("Emc.Coordinator.Persistence.JobRow", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("id");
+
+                    b.Property<string>("Account")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("account");
+
+                    b.Property<long>("CreatedAtUnixMs")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("DemandJson")
+                        .IsRequired()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("demand");
+
+                    b.Property<long?>("FinishedAtUnixMs")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("finished_at");
+
+                    b.Property<bool>("Gang")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("gang");
+
+                    b.Property<int>("GangRetries")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("gang_retries");
+
+                    b.Property<long>("GangTimeoutMs")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("gang_timeout_ms");
+
+                    b.Property<string>("IdempotencyKey")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("idempotency_key");
+
+                    b.Property<long>("LeaseDurationMs")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("lease_duration_ms");
+
+                    b.Property<int>("MaxRetries")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("max_retries");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("name");
+
+                    b.Property<long>("Number")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("number");
+
+                    b.Property<string>("Priority")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("priority");
+
+                    b.Property<string>("State")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("state");
+
+                    b.Property<long>("UpdatedAtUnixMs")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("updated_at");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("IdempotencyKey")
+                        .IsUnique();
+
+                    b.HasIndex("Number")
+                        .IsUnique();
+
+                    b.HasIndex("State");
+
+                    b.ToTable("jobs", (string)null);
+                });
+
             modelBuilder.Entity("Emc.Coordinator.Persistence.NodeRecord", b =>
                 {
                     b.Property<string>("Address")
@@ -89,6 +195,157 @@ namespace Emc.Coordinator.Persistence.Migrations
                     b.HasKey("Key");
 
                     b.ToTable("settings", (string)null);
+                });
+
+            modelBuilder.Entity("Emc.Coordinator.Persistence.TaskResultRow", b =>
+                {
+                    b.Property<string>("TaskId")
+                        .HasMaxLength(48)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("task_id");
+
+                    b.Property<int>("Attempt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("attempt");
+
+                    b.Property<long>("AtUnixMs")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("at");
+
+                    b.Property<bool>("Counted")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("counted");
+
+                    b.Property<string>("Error")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("error");
+
+                    b.Property<string>("NodeId")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("node_id");
+
+                    b.Property<string>("Output")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("output");
+
+                    b.Property<string>("OutputHash")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("output_hash");
+
+                    b.Property<bool>("Succeeded")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("succeeded");
+
+                    b.HasKey("TaskId", "Attempt");
+
+                    b.ToTable("task_results", (string)null);
+                });
+
+            modelBuilder.Entity("Emc.Coordinator.Persistence.TaskRow", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(48)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("id");
+
+                    b.Property<bool>("Accepted")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("accepted");
+
+                    b.Property<int>("Attempt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("attempt");
+
+                    b.Property<long>("CreatedAtUnixMs")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("Device")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("device");
+
+                    b.Property<string>("ExcludedNodes")
+                        .IsRequired()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("excluded_nodes");
+
+                    b.Property<int>("Index")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("idx");
+
+                    b.Property<string>("Input")
+                        .IsRequired()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("input");
+
+                    b.Property<string>("JobId")
+                        .IsRequired()
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("job_id");
+
+                    b.Property<string>("Kind")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("kind");
+
+                    b.Property<long?>("LeaseExpiresAtUnixMs")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("lease_expires_at");
+
+                    b.Property<string>("LeaseNodes")
+                        .IsRequired()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("lease_nodes");
+
+                    b.Property<string>("Output")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("output");
+
+                    b.Property<string>("OutputHash")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("output_hash");
+
+                    b.Property<string>("Reason")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("reason");
+
+                    b.Property<int>("Retries")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("retries");
+
+                    b.Property<long>("Sequence")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("sequence");
+
+                    b.Property<string>("State")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("state");
+
+                    b.Property<long>("UpdatedAtUnixMs")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("updated_at");
+
+                    b.Property<int?>("WinningAttempt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("winning_attempt");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("State");
+
+                    b.HasIndex("JobId", "Index")
+                        .IsUnique();
+
+                    b.ToTable("tasks", (string)null);
                 });
 #pragma warning restore 612, 618
         }
