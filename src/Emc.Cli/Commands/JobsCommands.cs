@@ -115,9 +115,12 @@ internal static class JobsCommands
         return command;
     }
 
+    private static readonly string[] TaskHeader = ["TASK", "STATE", "KIND", "ACCOUNT", "PRIORITY", "ATTEMPT", "NODE", "DEVICE", "REASON"];
+    private static readonly string[] JobHeader = ["JOB", "NAME", "ACCOUNT", "PRIORITY", "STATE", "TASKS", "QUEUED", "RUNNING", "DONE", "FAILED", "REASON"];
+
     internal static string FormatTasks(IReadOnlyList<TaskView> tasks)
     {
-        var rows = new List<string[]> { new[] { "TASK", "STATE", "KIND", "ACCOUNT", "PRIORITY", "ATTEMPT", "NODE", "DEVICE", "REASON" } };
+        var rows = new List<string[]> { TaskHeader };
         rows.AddRange(tasks.Select(task => new[]
         {
             task.Id,
@@ -135,7 +138,7 @@ internal static class JobsCommands
 
     internal static string FormatJobs(IReadOnlyList<JobView> jobs)
     {
-        var rows = new List<string[]> { new[] { "JOB", "NAME", "ACCOUNT", "PRIORITY", "STATE", "TASKS", "QUEUED", "RUNNING", "DONE", "FAILED", "REASON" } };
+        var rows = new List<string[]> { JobHeader };
         rows.AddRange(jobs.Select(job => new[]
         {
             job.Id,

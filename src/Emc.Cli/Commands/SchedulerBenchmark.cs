@@ -78,7 +78,7 @@ internal static class SchedulerBenchmark
         {
             await provider.GetRequiredService<DatabaseInitializer>().InitializeAsync(cancellationToken);
             var scheduler = provider.GetRequiredService<SchedulerService>();
-            scheduler.Scheduler.PlacementObserved = elapsed =>
+            scheduler.PlacementObserved = elapsed =>
             {
                 var index = Interlocked.Increment(ref placementCount) - 1;
                 if (index < placements.Length)
@@ -242,7 +242,7 @@ internal static class SchedulerBenchmark
             Interlocked.Exchange(ref _remaining, completions);
         }
 
-        public void Deliver(NodeCommand command)
+        public void Deliver(Emc.Core.Scheduling.NodeCommand command)
         {
             var service = Service!;
             switch (command)
@@ -288,7 +288,7 @@ internal static class SchedulerBenchmark
         }
 
         /// <summary>Each account's share of the placements made while every account still had queued work.</summary>
-        public IReadOnlyDictionary<string, double> ShareWhileAllHadWork(string[] accounts, int tasks)
+        public Dictionary<string, double> ShareWhileAllHadWork(string[] accounts, int tasks)
         {
             // Jobs were submitted round-robin over accounts, so job number → account.
             var counts = accounts.ToDictionary(a => a, _ => 0, StringComparer.Ordinal);

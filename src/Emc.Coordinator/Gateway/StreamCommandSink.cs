@@ -36,9 +36,9 @@ public sealed class StreamCommandSink(NodeSessions sessions) : INodeCommandSink
                 Message = ack.Message,
                 Disposition = ack.Disposition switch
                 {
-                    ResultDisposition.Accepted => Contracts.Node.V1.ResultDisposition.Accepted,
-                    ResultDisposition.Superseded => Contracts.Node.V1.ResultDisposition.Superseded,
-                    ResultDisposition.Duplicate => Contracts.Node.V1.ResultDisposition.Duplicate,
+                    Core.Scheduling.ResultDisposition.Accepted => Contracts.Node.V1.ResultDisposition.Accepted,
+                    Core.Scheduling.ResultDisposition.Superseded => Contracts.Node.V1.ResultDisposition.Superseded,
+                    Core.Scheduling.ResultDisposition.Duplicate => Contracts.Node.V1.ResultDisposition.Duplicate,
                     _ => Contracts.Node.V1.ResultDisposition.Rejected,
                 },
             },

@@ -18,7 +18,12 @@ internal static class NodeCapacityMapping
 
     private static DeviceCapacity Device(RegisteredNode node, string name)
     {
-        DeviceName.TryParse(name, out var kind, out var index);
+        // The verifier admitted only well-formed device names.
+        if (!DeviceName.TryParse(name, out var kind, out var index))
+        {
+            throw new ArgumentException($"'{name}' is not a device name.", nameof(name));
+        }
+
         var memory = kind == DeviceKind.Cpu
             ? node.Hardware.MemoryBytes
             : node.Hardware.Gpus.FirstOrDefault(gpu => gpu.Index == index)?.MemoryBytes ?? 0;

@@ -57,11 +57,11 @@ public sealed partial class SchedulerService : BackgroundService
     /// <summary>How often leases and gang deadlines are checked. Default 250 ms.</summary>
     public TimeSpan TickInterval { get; init; } = TimeSpan.FromMilliseconds(250);
 
-    /// <summary>Called with the duration of each successful placement decision (benchmarks and metrics).</summary>
+    /// <summary>Called on the scheduler's loop with the duration of each placement decision (benchmarks and metrics). Set it before the service starts.</summary>
     public Action<TimeSpan>? PlacementObserved
     {
         get => Scheduler.PlacementObserved;
-        init => Scheduler.PlacementObserved = value;
+        set => Scheduler.PlacementObserved = value;
     }
 
     /// <summary>Completes when the state of the previous run is loaded.</summary>
@@ -69,8 +69,18 @@ public sealed partial class SchedulerService : BackgroundService
 
     // ------------------------------------------------------------ requests (answered once durable)
 
-    public Task<JobView> SubmitAsync(JobSpec spec, CancellationToken cancellationToken) =>
-        RequestAsync(s => s.Submit(spec), cancellationToken);
+    public async Task<JobView> SubmitAsync(JobSpec spec, CancellationToken cancellationToken)
+    {
+        // Memory knows the keys of the jobs it holds; a key of a job finished long ago is in the database.
+        if (spec?.IdempotencyKey is { } key && _store is SchedulerStore store
+            && await store.FindJobByIdempotencyKeyAsync(key, cancellationToken) is { } existing
+            && !await RequestAsync(s => s.HasJob(existing.Id), cancellationToken))
+        {
+            return existing;
+        }
+
+        return await RequestAsync(s => s.Submit(spec!), cancellationToken);
+    }
 
     public Task<bool> CancelAsync(string jobId, string reason, CancellationToken cancellationToken) =>
         RequestAsync(s => s.Cancel(jobId, reason), cancellationToken);

@@ -17,7 +17,7 @@ namespace Emc.Coordinator.Scheduling;
 /// submission may add 100,000, so each statement shape is prepared once per transaction and run
 /// once per row. Reads use EF queries without tracking.
 /// </remarks>
-public sealed class SchedulerStore(IDbContextFactory<EmcDbContext> factory)
+public sealed class SchedulerStore(IDbContextFactory<EmcDbContext> factory) : ISchedulerStore
 {
     private static readonly JsonSerializerOptions Json = EmcJson.Options;
 
