@@ -101,7 +101,7 @@ internal static class SchedulerBenchmark
             // 1. Submit everything while no node is connected: the whole load sits in the queue.
             progress?.WriteLine($"submitting {taskCount} tasks ...");
             var submit = Stopwatch.StartNew();
-            var perJob = Math.Min(10_000, taskCount);
+            var perJob = PerJob(taskCount);
             var jobs = 0;
             for (var submitted = 0; submitted < taskCount; submitted += perJob, jobs++)
             {
@@ -190,6 +190,9 @@ internal static class SchedulerBenchmark
             }
         }
     }
+
+    /// <summary>Jobs of at most 10,000 tasks, at least two per account, submitted round-robin over the accounts.</summary>
+    private static int PerJob(int tasks) => Math.Max(1, Math.Min(10_000, tasks / (Accounts.Length * 2)));
 
     private static JobSpec Job(string account, int tasks, bool gang) => new()
     {
@@ -293,7 +296,7 @@ internal static class SchedulerBenchmark
             // Jobs were submitted round-robin over accounts, so job number → account.
             var counts = accounts.ToDictionary(a => a, _ => 0, StringComparer.Ordinal);
             var totalByAccount = new Dictionary<string, int>(StringComparer.Ordinal);
-            var perJob = Math.Min(10_000, tasks);
+            var perJob = PerJob(tasks);
             for (int submitted = 0, job = 0; submitted < tasks; submitted += perJob, job++)
             {
                 var account = accounts[job % accounts.Length];
