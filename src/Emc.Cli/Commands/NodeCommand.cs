@@ -15,16 +15,38 @@ internal static class NodeCommand
         var name = new Option<string>("--name") { Description = "Node name shown in listings (default: host name).", DefaultValueFactory = _ => Environment.MachineName };
         var data = new Option<string>("--data") { Description = "Data folder: the node key (its identity) and caches. Default ~/.emc/node.", DefaultValueFactory = _ => CommonOptions.Home("node") };
         var devices = new Option<string>("--devices") { Description = "Devices to offer, ','-separated: cpu, cuda:0, ... Default cpu.", DefaultValueFactory = _ => "cpu" };
-        var command = new Command("node", "Run a node agent: register with the coordinator and take work.") { coordinator, name, data, devices };
+        var labels = new Option<string[]>("--label")
+        {
+            Description = "Placement label key=value, such as region=eu; repeat for more. Keys and values: 1-64 letters, digits, '.', '_', '-', ':'.",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        // Read as text and parsed here, so that a bad price is reported like the other option errors (exit code 2).
+        var price = new Option<string>("--price")
+        {
+            Description = "Asking price in ledger micro-units per device-hour, a whole number >= 0. Default 0: the network default.",
+            DefaultValueFactory = _ => "0",
+        };
+        var command = new Command("node", "Run a node agent: register with the coordinator and take work.") { coordinator, name, data, devices, labels, price };
         command.SetAction(async (result, _) =>
         {
-            var options = new NodeAgentOptions
+            NodeAgentOptions options;
+            try
             {
-                Coordinator = result.GetValue(coordinator)!,
-                Name = result.GetValue(name)!,
-                DataDirectory = Path.GetFullPath(result.GetValue(data)!),
-                Devices = result.GetValue(devices)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-            };
+                options = new NodeAgentOptions
+                {
+                    Coordinator = result.GetValue(coordinator)!,
+                    Name = result.GetValue(name)!,
+                    DataDirectory = Path.GetFullPath(result.GetValue(data)!),
+                    Devices = result.GetValue(devices)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                    Labels = NodeOptionParser.ParseLabels(result.GetValue(labels) ?? []),
+                    Price = NodeOptionParser.ParsePrice(result.GetValue(price)),
+                };
+            }
+            catch (ArgumentException ex)
+            {
+                await Console.Error.WriteLineAsync($"emc node: {ex.Message}");
+                return 2;
+            }
 
             using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o =>
             {

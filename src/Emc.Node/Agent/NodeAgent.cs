@@ -6,6 +6,7 @@ using Emc.Core.Hardware;
 using Emc.Core.Identity;
 using Emc.Node.Connection;
 using Emc.Node.Hardware;
+using Emc.Node.Work;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
@@ -14,12 +15,15 @@ namespace Emc.Node.Agent;
 
 /// <summary>
 /// The node agent: proves who it is and what it has, keeps its stream to the coordinator alive
-/// (reconnecting with backoff), and drains cleanly when asked to stop.
+/// (reconnecting with backoff), runs the work leased to it (see <see cref="LeaseRunner"/>), and
+/// drains cleanly when asked to stop.
 /// </summary>
 public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe probe, TimeProvider time, ILogger<NodeAgent> logger)
 {
     /// <summary>The agent's version, sent at registration.</summary>
     public static readonly string AgentVersion = typeof(NodeAgent).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
+
+    private static readonly Task Never = new TaskCompletionSource().Task;
 
     private readonly TaskCompletionSource<Welcome> _firstWelcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -30,11 +34,14 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
     public EthAddress? NodeId { get; private set; }
 
     /// <summary>
-    /// Runs until <paramref name="drain"/> fires (then drains and says goodbye) or the coordinator
-    /// refuses the node for good (then throws <see cref="RegistrationRefusedException"/>).
+    /// Runs until <paramref name="drain"/> fires and the node has drained (then says goodbye), or the
+    /// coordinator refuses the node for good (then throws <see cref="RegistrationRefusedException"/>).
+    /// Draining rejects new work, lets running work finish and waits for its results to be
+    /// acknowledged, reconnecting if need be, for at most <see cref="NodeAgentOptions.DrainTimeout"/>.
     /// </summary>
     public async Task RunAsync(CancellationToken drain)
     {
+        options.Validate();
         using var key = NodeKeyStore.LoadOrCreate(options.DataDirectory);
         NodeId = key.Address;
         var devices = options.Devices.Select(DeviceName.Normalize).Distinct().ToList();
@@ -54,15 +61,26 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
             Log.DeviceBenchmarked(logger, result.Device, result.MatmulGflops, result.MemoryBandwidthGBps);
         }
 
+        // The leases outlive sessions: results finished while disconnected are handed in on the next one.
+        await using var leases = new LeaseRunner(options.Executors ?? TaskExecutors.CreateDefault(probe, time), devices, logger);
+
+        // `leave` ends the drain: DrainTimeout after the stop signal, the node goes whatever it still holds.
+        using var leave = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
+        using var leaveOnTimeout = drain.Register(() => leave.CancelAfter(options.DrainTimeout));
+
         using var http = new HttpClient { BaseAddress = options.Coordinator, Timeout = TimeSpan.FromSeconds(60) };
         var client = new CoordinatorClient(http);
         var backoff = new ExponentialBackoff(options.ReconnectInitialDelay, options.ReconnectMaxDelay);
-        while (!drain.IsCancellationRequested)
+        while (!leave.IsCancellationRequested && !(drain.IsCancellationRequested && leases.IsIdle))
         {
+            // With nothing in hand a stop signal ends connecting at once; with work in hand the node
+            // keeps trying, until the drain timeout, so that its results reach the coordinator.
+            // (Work can only be taken on while connected, so idleness cannot change in between.)
+            var attempt = leases.IsIdle ? drain : leave.Token;
             try
             {
-                var info = await client.GetInfoAsync(drain);
-                var link = await client.MeasureLinkAsync(options.LinkBenchmarkBytes, drain);
+                var info = await client.GetInfoAsync(attempt);
+                var link = await client.MeasureLinkAsync(options.LinkBenchmarkBytes, attempt);
                 var registration = BuildRegistration(hardware, deviceBenchmarks, devices, link);
                 using var channel = GrpcChannel.ForAddress(info.GrpcUrl, new GrpcChannelOptions
                 {
@@ -74,7 +92,7 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
                         ConnectTimeout = TimeSpan.FromSeconds(10),
                     },
                 });
-                await RunSessionAsync(channel, key, registration, backoff, drain);
+                await RunSessionAsync(channel, key, registration, leases, backoff, attempt, drain, leave.Token);
                 if (drain.IsCancellationRequested)
                 {
                     return;
@@ -85,9 +103,9 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
                 Log.Refused(logger, ex.Code.ToString(), ex.Reason);
                 throw;
             }
-            catch (OperationCanceledException) when (drain.IsCancellationRequested)
+            catch (OperationCanceledException) when (leave.IsCancellationRequested || (drain.IsCancellationRequested && leases.IsIdle))
             {
-                return;
+                break;
             }
             catch (Exception ex) when (ex is RpcException or HttpRequestException or IOException or RegistrationRefusedException
                                            or OperationCanceledException or System.Text.Json.JsonException or InvalidDataException)
@@ -96,76 +114,118 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
                 Log.ConnectionFailed(logger, options.Coordinator.ToString(), ex.Message, delay.TotalSeconds);
                 try
                 {
-                    await Task.Delay(delay, time, drain);
+                    await Task.Delay(delay, time, leases.IsIdle ? drain : leave.Token);
                 }
                 catch (OperationCanceledException)
                 {
-                    return;
+                    // The loop's condition decides whether to try again.
                 }
             }
         }
+
+        if (!leases.IsIdle)
+        {
+            Log.LeftWithWork(logger, leases.HeldLeaseIds.Count, options.DrainTimeout.TotalSeconds);
+        }
     }
 
-    private async Task RunSessionAsync(GrpcChannel channel, NodeKey key, NodeRegistration registration, ExponentialBackoff backoff, CancellationToken drain)
+    private async Task RunSessionAsync(
+        GrpcChannel channel,
+        NodeKey key,
+        NodeRegistration registration,
+        LeaseRunner leases,
+        ExponentialBackoff backoff,
+        CancellationToken handshake,
+        CancellationToken drain,
+        CancellationToken leave)
     {
         using var sessionCancel = new CancellationTokenSource();
-        await using var connection = await NodeConnection.OpenAsync(channel, key, registration, AgentVersion, drain);
+        await using var connection = await NodeConnection.OpenAsync(channel, key, registration, AgentVersion, handshake);
         backoff.Reset();
         var welcome = connection.Welcome;
         Log.Connected(logger, welcome.NodeId, welcome.SessionId);
         _firstWelcome.TrySetResult(welcome);
 
+        // Every message of the session goes through this one writer: see NodeOutbox.
+        await using var outbox = new NodeOutbox(connection.SendAsync);
         var interval = TimeSpan.FromMilliseconds(Math.Max(50, welcome.HeartbeatIntervalMs));
         var silenceLimit = TimeSpan.FromMilliseconds(Math.Max(interval.TotalMilliseconds * 2, welcome.HeartbeatTimeoutMs));
         var lastHeard = time.GetTimestamp();
-        var reader = Task.Run(
-            async () =>
-            {
-                while (await connection.ReadAsync(sessionCancel.Token) is not null)
-                {
-                    Interlocked.Exchange(ref lastHeard, time.GetTimestamp());
-                }
-            },
-            CancellationToken.None);
-
+        Task reader = Task.CompletedTask;
         try
         {
+            // Attached before the first read, so that answers to offers have a way out.
+            await leases.AttachAsync(outbox, leave);
+            reader = Task.Run(
+                async () =>
+                {
+                    while (await connection.ReadAsync(sessionCancel.Token) is { } message)
+                    {
+                        Interlocked.Exchange(ref lastHeard, time.GetTimestamp());
+                        await leases.HandleAsync(message, sessionCancel.Token);
+                    }
+                },
+                CancellationToken.None);
+
             using var timer = new PeriodicTimer(interval, time);
-            while (!drain.IsCancellationRequested)
+            ulong sequence = 0;
+            Task? idle = null;
+            while (true)
             {
-                await connection.SendHeartbeatAsync(runningTasks: 0, time.GetUtcNow().ToUnixTimeMilliseconds(), sessionCancel.Token);
-                var tick = timer.WaitForNextTickAsync(drain).AsTask();
-                if (await Task.WhenAny(tick, reader) == reader)
+                if (idle is null && drain.IsCancellationRequested)
+                {
+                    Log.Draining(logger, leases.HeldLeaseIds.Count);
+                    await leases.BeginDrainAsync(leave);
+                    await outbox.SendAsync(new NodeMessage { Drain = new Drain { Reason = "the node agent is stopping" } }, leave);
+                    idle = leases.WhenIdleAsync(CancellationToken.None);
+                }
+
+                if (idle is { IsCompleted: true } || leave.IsCancellationRequested)
+                {
+                    break;
+                }
+
+                // A heartbeat may be dropped when the queue is full: the next one says the same.
+                var heartbeat = new Heartbeat { Seq = ++sequence, SentUnixMs = time.GetUtcNow().ToUnixTimeMilliseconds() };
+                leases.FillHeartbeat(heartbeat);
+                outbox.TrySend(new NodeMessage { Heartbeat = heartbeat });
+
+                // Serving, the tick also ends on the stop signal; draining, on the drain timeout or when the work is done.
+                var tick = timer.WaitForNextTickAsync(idle is null ? drain : leave).AsTask();
+                var woke = await Task.WhenAny(tick, reader, outbox.Completion, idle ?? Never);
+                if (woke == reader)
                 {
                     await reader; // surfaces the refusal or stream error; a clean end is a lost coordinator
                     throw new IOException("The coordinator ended the stream.");
                 }
 
-                try
+                if (woke == outbox.Completion)
                 {
-                    await tick;
-                }
-                catch (OperationCanceledException)
-                {
-                    break;
+                    throw StreamBroken(outbox.Completion);
                 }
 
-                if (time.GetElapsedTime(Interlocked.Read(ref lastHeard)) > silenceLimit)
+                if (woke == tick && tick.IsCompletedSuccessfully && time.GetElapsedTime(Interlocked.Read(ref lastHeard)) > silenceLimit)
                 {
                     throw new IOException($"No answer from the coordinator for {silenceLimit.TotalSeconds:0} s.");
                 }
             }
 
-            // Drain: no work is running yet, so the node can leave as soon as the coordinator knows.
-            Log.Draining(logger);
-            using var drainTimeout = new CancellationTokenSource(options.DrainTimeout);
-            await connection.SendDrainAsync("the node agent is stopping", drainTimeout.Token);
-            await connection.SendGoodbyeAsync(drainTimeout.Token);
+            if (idle is not { IsCompleted: true })
+            {
+                Log.DrainTimedOut(logger, leases.HeldLeaseIds.Count);
+            }
+
+            // Nothing more may be queued after the goodbye: results finishing now wait (in vain) for another session.
+            leases.Detach(outbox);
+            using var goodbyeTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(5), time);
+            await outbox.CloseAsync(goodbyeTimeout.Token);
+            await connection.SendGoodbyeAsync(goodbyeTimeout.Token);
             await Task.WhenAny(reader, Task.Delay(TimeSpan.FromSeconds(5), time, CancellationToken.None));
             Log.Left(logger);
         }
         finally
         {
+            leases.Detach(outbox);
             await sessionCancel.CancelAsync();
             try
             {
@@ -178,6 +238,12 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         }
     }
 
+    /// <summary>The writer stopped: an IOException (which the reconnect loop handles) carrying why.</summary>
+    private static IOException StreamBroken(Task completion) =>
+        completion.Exception?.InnerException is { } cause
+            ? new IOException($"Writing to the coordinator failed: {cause.Message}", cause)
+            : new IOException("Writing to the coordinator stopped.");
+
     private NodeRegistration BuildRegistration(
         HardwareProfile hardware,
         IReadOnlyList<DeviceBenchmark> benchmarks,
@@ -188,6 +254,7 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         {
             Name = options.Name,
             AgentVersion = AgentVersion,
+            Price = options.Price,
             Hardware = new Contracts.Node.V1.HardwareProfile
             {
                 Hostname = hardware.Hostname,
@@ -208,6 +275,11 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
             },
         };
         registration.Devices.AddRange(devices);
+        foreach (var (name, value) in options.Labels)
+        {
+            registration.Labels.Add(name, value);
+        }
+
         registration.Hardware.Gpus.AddRange(hardware.Gpus.Select(g => new Contracts.Node.V1.GpuInfo
         {
             Index = g.Index,
@@ -243,10 +315,16 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         [LoggerMessage(EventId = 2004, Level = LogLevel.Error, Message = "Registration refused ({Code}): {Reason}")]
         public static partial void Refused(ILogger logger, string code, string reason);
 
-        [LoggerMessage(EventId = 2005, Level = LogLevel.Information, Message = "Draining: taking no new work.")]
-        public static partial void Draining(ILogger logger);
+        [LoggerMessage(EventId = 2005, Level = LogLevel.Information, Message = "Draining: taking no new work; waiting for {Count} leases to finish and their results to be acknowledged.")]
+        public static partial void Draining(ILogger logger, int count);
 
         [LoggerMessage(EventId = 2006, Level = LogLevel.Information, Message = "Drained; left the network.")]
         public static partial void Left(ILogger logger);
+
+        [LoggerMessage(EventId = 2007, Level = LogLevel.Warning, Message = "The drain timed out with {Count} leases still held; leaving anyway.")]
+        public static partial void DrainTimedOut(ILogger logger, int count);
+
+        [LoggerMessage(EventId = 2008, Level = LogLevel.Warning, Message = "Left without handing in {Count} leases: the coordinator could not be reached within the {Seconds:0} s drain timeout.")]
+        public static partial void LeftWithWork(ILogger logger, int count, double seconds);
     }
 }

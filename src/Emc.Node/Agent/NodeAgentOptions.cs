@@ -1,3 +1,5 @@
+using Emc.Node.Work;
+
 namespace Emc.Node.Agent;
 
 /// <summary>Settings of the node agent (`emc node`).</summary>
@@ -24,6 +26,48 @@ public sealed class NodeAgentOptions
     /// <summary>Bytes moved each way by the link benchmark. Default 4 MiB.</summary>
     public int LinkBenchmarkBytes { get; set; } = 4 << 20;
 
-    /// <summary>How long draining may take before the node leaves anyway. Default 30 s.</summary>
+    /// <summary>
+    /// How long draining may take (running work finishing and its results being acknowledged)
+    /// before the node leaves anyway. Default 30 s.
+    /// </summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Placement labels, such as region=eu (see <see cref="NodeOptionParser"/> for the rules). Default: none.</summary>
+    public IReadOnlyDictionary<string, string> Labels { get; set; } = new Dictionary<string, string>();
+
+    /// <summary>Asking price in ledger micro-units per device-hour, 0 or more. Default 0: the network default.</summary>
+    public long Price { get; set; }
+
+    /// <summary>
+    /// The executors the node runs leases with. Default null: the built-ins of
+    /// <see cref="TaskExecutors.CreateDefault"/> (benchmark over the agent's device probe, and sleep).
+    /// </summary>
+    public TaskExecutors? Executors { get; set; }
+
+    /// <summary>Throws <see cref="ArgumentException"/> when a setting is out of range; the agent calls it at start.</summary>
+    public void Validate()
+    {
+        ArgumentNullException.ThrowIfNull(Coordinator);
+        ArgumentNullException.ThrowIfNull(Devices);
+        if (Devices.Count == 0)
+        {
+            throw new ArgumentException("The node must offer at least one device.");
+        }
+
+        if (Price < 0)
+        {
+            throw new ArgumentException($"The price must be 0 or more, not {Price}.");
+        }
+
+        NodeOptionParser.ValidateLabels(Labels ?? throw new ArgumentException("Labels must not be null."));
+        if (DrainTimeout <= TimeSpan.Zero || ReconnectInitialDelay <= TimeSpan.Zero || ReconnectMaxDelay < ReconnectInitialDelay)
+        {
+            throw new ArgumentException("The drain timeout and reconnect delays must be positive, and the longest delay at least the first.");
+        }
+
+        if (LinkBenchmarkBytes <= 0)
+        {
+            throw new ArgumentException("The link benchmark must move at least one byte.");
+        }
+    }
 }

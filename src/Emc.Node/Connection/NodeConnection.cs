@@ -9,7 +9,7 @@ namespace Emc.Node.Connection;
 
 /// <summary>
 /// One session of a node on the coordinator's gateway: the handshake (hello, challenge, signed
-/// registration, welcome) and then heartbeats, drain and goodbye on the same stream. Used by the
+/// registration, welcome) and then heartbeats, leases, results, drain and goodbye on the same stream. Used by the
 /// node agent and by the connection benchmark's simulated nodes alike.
 /// </summary>
 public sealed class NodeConnection : IAsyncDisposable
@@ -88,6 +88,13 @@ public sealed class NodeConnection : IAsyncDisposable
         await WriteAsync(new NodeMessage { Heartbeat = new Heartbeat { Seq = seq, RunningTasks = runningTasks, SentUnixMs = sentUnixMs } }, cancellationToken);
         return seq;
     }
+
+    /// <summary>
+    /// Writes any message on the stream. Writes are serialised here too, but a session with work
+    /// running should funnel its messages through one <see cref="NodeOutbox"/> instead.
+    /// </summary>
+    public Task SendAsync(NodeMessage message, CancellationToken cancellationToken) =>
+        WriteAsync(message, cancellationToken);
 
     /// <summary>Tells the coordinator the node takes no new work.</summary>
     public Task SendDrainAsync(string reason, CancellationToken cancellationToken) =>
