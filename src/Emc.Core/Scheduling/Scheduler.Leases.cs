@@ -37,8 +37,10 @@ public sealed partial class Scheduler
     /// <summary>The node declined a lease (it lacks the kind, or the device is busy): the task goes back to the queue, avoiding that node, without using a retry.</summary>
     public bool Reject(string nodeId, string leaseId, string reason)
     {
+        // A lease the node already accepted stays accepted: a later reject (say, of a duplicate
+        // offer) must not reissue work that is running.
         var task = CurrentLease(nodeId, leaseId);
-        if (task is null)
+        if (task is null || task.Accepted)
         {
             return false;
         }

@@ -238,6 +238,21 @@ public class LeaseTests
     }
 
     [Fact]
+    public void Reject_AfterAccept_IsIgnored()
+    {
+        var harness = new SchedulerHarness();
+        harness.AddCpuNodes(2);
+        harness.Scheduler.Submit(SchedulerHarness.Job("alice", 1));
+        var offer = Assert.Single(harness.Schedule());
+        Assert.True(harness.Scheduler.Accept(offer.NodeId, offer.Lease.LeaseId));
+
+        Assert.False(harness.Scheduler.Reject(offer.NodeId, offer.Lease.LeaseId, "duplicate offer"));
+
+        Assert.Empty(harness.Schedule());
+        Assert.Equal(TaskState.Running, harness.Task(offer.Lease.TaskId).State);
+    }
+
+    [Fact]
     public void Accept_StaleLease_IsRevoked()
     {
         var harness = new SchedulerHarness();
