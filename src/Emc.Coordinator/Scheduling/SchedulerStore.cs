@@ -493,9 +493,9 @@ public sealed class SchedulerStore(IDbContextFactory<EmcDbContext> factory) : IS
     }
 
     /// <summary>
-    /// The view of a stored task. NodeId and LeaseExpiresAt are set only while the task holds a lease
-    /// (leased or running) — the node of its last lease — and null otherwise, exactly as the live
-    /// scheduler shows them, so a task reads the same whether its job is in memory or not; the nodes
+    /// The view of a stored task. NodeId is the node of the current lease, or of the result that
+    /// counts for a completed task; LeaseExpiresAt is set only while the task holds a lease. That is
+    /// exactly how the live scheduler shows them, so a task reads the same whether its job is in memory or not; the nodes
     /// of earlier attempts stay in the row. Reason is the stored one: for a queued task the scheduler
     /// would say why it waits, which only the live scheduler knows.
     /// </summary>
@@ -515,7 +515,7 @@ public sealed class SchedulerStore(IDbContextFactory<EmcDbContext> factory) : IS
             Attempt = row.Attempt,
             Retries = row.Retries,
             MaxRetries = maxRetries,
-            NodeId = holdsLease ? LastNode(row.LeaseNodes) : null,
+            NodeId = holdsLease ? LastNode(row.LeaseNodes) : row.WinningAttempt is { } winner ? NthNode(row.LeaseNodes, winner) : null,
             Device = row.Device,
             LeaseExpiresAt = holdsLease && row.LeaseExpiresAtUnixMs is { } expires ? DateTimeOffset.FromUnixTimeMilliseconds(expires) : null,
             Reason = row.Reason,
@@ -595,6 +595,12 @@ public sealed class SchedulerStore(IDbContextFactory<EmcDbContext> factory) : IS
     }
 
     private static string[] SplitNodes(string text) => text.Length == 0 ? [] : text.Split(',');
+
+    private static string? NthNode(string leaseNodes, int attempt)
+    {
+        var nodes = leaseNodes.Split(',', StringSplitOptions.RemoveEmptyEntries);
+        return attempt >= 1 && attempt <= nodes.Length ? nodes[attempt - 1] : null;
+    }
 
     private static string? LastNode(string leaseNodes)
     {

@@ -481,7 +481,7 @@ public sealed partial class Scheduler
         Attempt = task.Attempt,
         Retries = task.Retries,
         MaxRetries = task.Job.MaxRetries,
-        NodeId = task.NodeId,
+        NodeId = task.NodeId ?? (task.WinningAttempt is { } winner ? task.LeaseNodes[winner - 1] : null),
         Device = task.Device,
         LeaseExpiresAt = task.HoldsLease ? task.LeaseExpiresAt : null,
         Reason = task.State == TaskState.Queued ? JoinReasons(task.Reason, WaitReason(task.Job)) : task.Reason,

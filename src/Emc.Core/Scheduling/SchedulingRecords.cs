@@ -18,6 +18,8 @@ public sealed record TaskView
     public int Retries { get; init; }
 
     public int MaxRetries { get; init; }
+
+    /// <summary>The node of the current lease, or for a completed task the node whose result counts.</summary>
     public string? NodeId { get; init; }
     public string? Device { get; init; }
     public DateTimeOffset? LeaseExpiresAt { get; init; }
