@@ -13,7 +13,8 @@ internal static class CoordinatorCommand
         var urls = new Option<string>("--urls") { Description = $"API addresses, ';'-separated (REST, /healthz, /readyz, /metrics). Default {CoordinatorOptions.DefaultUrls}.", DefaultValueFactory = _ => CoordinatorOptions.DefaultUrls };
         var grpcUrls = new Option<string>("--grpc-urls") { Description = $"Node gateway addresses (gRPC, cleartext HTTP/2). Default {CoordinatorOptions.DefaultGrpcUrls}.", DefaultValueFactory = _ => CoordinatorOptions.DefaultGrpcUrls };
         var advertise = new Option<string?>("--advertise-grpc") { Description = "Gateway address to give nodes when it differs from --grpc-urls (behind NAT or a proxy)." };
-        var command = new Command("coordinator", "Run a coordinator: node registry and gateway, REST API, metrics.") { data, urls, grpcUrls, advertise };
+        var policy = new Option<string>("--placement-policy") { Description = "How the scheduler ranks fitting nodes: spread (default) or pack.", DefaultValueFactory = _ => "spread" };
+        var command = new Command("coordinator", "Run a coordinator: node registry and gateway, scheduler, REST API, metrics.") { data, urls, grpcUrls, advertise, policy };
         command.SetAction(async (result, cancellationToken) =>
         {
             var options = new CoordinatorOptions
@@ -22,6 +23,7 @@ internal static class CoordinatorCommand
                 Urls = result.GetValue(urls)!,
                 GrpcUrls = result.GetValue(grpcUrls)!,
                 AdvertisedGrpcUrl = result.GetValue(advertise),
+                PlacementPolicy = result.GetValue(policy)!,
             };
 
             CoordinatorHost host;

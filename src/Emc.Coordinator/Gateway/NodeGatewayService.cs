@@ -140,7 +140,12 @@ public sealed partial class NodeGatewayService(
             sessions.Close(nodeId, sessionId);
             EmcMetrics.Sessions.Dec();
             await grain.Detach(sessionId, graceful);
-            scheduler.NodeDisconnected(nodeId, sessionId, graceful ? "left the network" : "was lost (its stream broke)");
+            if (!sessions.Stopping.IsCancellationRequested)
+            {
+                // A coordinator that stops ends every stream itself: that is no reason to reissue
+                // the nodes' work, which the restarted coordinator finds still leased.
+                scheduler.NodeDisconnected(nodeId, sessionId, graceful ? "left the network" : "was lost (its stream broke)");
+            }
             Log.NodeDisconnected(logger, nodeId, graceful);
         }
     }

@@ -86,6 +86,11 @@ public sealed class CoordinatorHost : IAsyncDisposable
             kestrel.Limits.MaxConcurrentConnections = null;
         });
 
+        if (!PlacementPolicies.Names.Contains(options.PlacementPolicy))
+        {
+            throw new ArgumentException($"'{options.PlacementPolicy}' is not a placement policy; use {string.Join(" or ", PlacementPolicies.Names)}.", nameof(options));
+        }
+
         var siloPort = options.SiloPort == 0 ? CoordinatorEndpoints.FreeLoopbackPort() : options.SiloPort;
         builder.Host.UseOrleans(silo =>
         {

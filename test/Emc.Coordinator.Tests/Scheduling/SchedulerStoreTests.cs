@@ -140,7 +140,7 @@ public sealed class SchedulerStoreTests : IAsyncLifetime
         Assert.Equal("out-b", completed.Output);
         Assert.Equal(Scheduler.HashOutput("out-b"), completed.OutputHash);
         Assert.Equal(1, completed.WinningAttempt);
-        Assert.Null(completed.NodeId);
+        Assert.Equal(NodeId, completed.NodeId);
 
         var cancelled = await _store.GetTaskAsync("job-2.1", None);
         Assert.Equal(PriorityClass.High, cancelled!.Priority);
