@@ -95,6 +95,28 @@ public sealed class SchedulingTests
     }
 
     [Fact]
+    public async Task BenchScheduler_SmallRun_PlacesEverythingAndSharesByWeight()
+    {
+        var (exit, output) = await EmcProcess.RunAsync(TimeSpan.FromSeconds(120), "bench", "scheduler", "--nodes", "40", "--tasks", "4000", "--gangs", "20", "--gang-size", "4", "--json");
+
+        Assert.True(exit == 0, output);
+        using var report = JsonDocument.Parse(output);
+        var root = report.RootElement;
+        Assert.Equal(4000, root.GetProperty("tasks").GetInt32());
+        Assert.True(root.GetProperty("assignmentsPerSecond").GetDouble() > 0);
+        Assert.True(root.GetProperty("gangsPerSecond").GetDouble() > 0);
+        var shares = root.GetProperty("shareByAccount");
+        for (var i = 1; i <= 4; i++)
+        {
+            Assert.InRange(shares.GetProperty($"acct-{i}").GetDouble(), (i / 10.0) - 0.01, (i / 10.0) + 0.01);
+        }
+
+        var (badExit, badOutput) = await EmcProcess.RunAsync(TimeSpan.FromSeconds(60), "bench", "scheduler", "--nodes", "4", "--gang-size", "8");
+        Assert.Equal(2, badExit);
+        Assert.Contains("--gang-size", badOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Tasks_BadState_ClearErrorAndExitCode2()
     {
         var (exit, output) = await EmcProcess.RunAsync(TimeSpan.FromSeconds(60), "tasks", "--state", "sleeping");
