@@ -24,7 +24,7 @@ public sealed class EmcApiClient(HttpClient http)
     /// <summary>The registry's nodes, optionally only those in one status.</summary>
     public Task<IReadOnlyList<NodeView>> GetNodesAsync(NodeStatus? status, CancellationToken cancellationToken) =>
         GetAsync<IReadOnlyList<NodeView>>(
-            status is null ? "api/v1/nodes" : $"api/v1/nodes?status={JsonNamingPolicy.KebabCaseLower.ConvertName(status.Value.ToString())}",
+            status is null ? "api/v1/nodes" : $"api/v1/nodes?status={EmcJson.EnumText(status.Value)}",
             cancellationToken);
 
     /// <summary>One node by id.</summary>
@@ -79,7 +79,7 @@ public sealed class EmcApiClient(HttpClient http)
 
     private static string? Kebab<TEnum>(TEnum? value)
         where TEnum : struct, Enum =>
-        value is null ? null : JsonNamingPolicy.KebabCaseLower.ConvertName(value.Value.ToString());
+        value is null ? null : EmcJson.EnumText(value.Value);
 
     private static string Query(params (string Name, string? Value)[] parameters)
     {

@@ -21,6 +21,32 @@ public static class EmcJson
         options.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower));
     }
 
+    /// <summary>An enum value as the API spells it: kebab-case ("in-progress").</summary>
+    public static string EnumText<T>(T value)
+        where T : struct, Enum => JsonNamingPolicy.KebabCaseLower.ConvertName(value.ToString());
+
+    /// <summary>Parses an API spelling of an enum value (case-insensitive); null text gives null. False when it names no value.</summary>
+    public static bool TryParseEnum<T>(string? text, out T? value)
+        where T : struct, Enum
+    {
+        value = null;
+        if (text is null)
+        {
+            return true;
+        }
+
+        foreach (var candidate in Enum.GetValues<T>())
+        {
+            if (string.Equals(EnumText(candidate), text, StringComparison.OrdinalIgnoreCase))
+            {
+                value = candidate;
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     private static JsonSerializerOptions Create(bool indented)
     {
         var options = new JsonSerializerOptions(JsonSerializerDefaults.Web) { WriteIndented = indented };

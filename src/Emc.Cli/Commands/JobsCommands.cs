@@ -22,7 +22,7 @@ internal static class JobsCommands
         var command = new Command("tasks", "List tasks with their state, node, attempts and why they wait or failed.") { coordinator, json, job, state, limit, after };
         command.SetAction(async (result, cancellationToken) =>
         {
-            if (!TryParseState<TaskState>(result.GetValue(state), out var filter))
+            if (!EmcJson.TryParseEnum<TaskState>(result.GetValue(state), out var filter))
             {
                 await Console.Error.WriteLineAsync($"emc tasks: '{result.GetValue(state)}' is not a task state; use queued, leased, running, completed, failed or cancelled.");
                 return 2;
@@ -48,7 +48,7 @@ internal static class JobsCommands
         var command = new Command("jobs", "List jobs with their task counts and why they wait.") { coordinator, json, state, account, limit };
         command.SetAction(async (result, cancellationToken) =>
         {
-            if (!TryParseState<JobState>(result.GetValue(state), out var filter))
+            if (!EmcJson.TryParseEnum<JobState>(result.GetValue(state), out var filter))
             {
                 await Console.Error.WriteLineAsync($"emc jobs: '{result.GetValue(state)}' is not a job state; use queued, running, completed, failed or cancelled.");
                 return 2;
@@ -173,29 +173,8 @@ internal static class JobsCommands
         },
     };
 
-    private static bool TryParseState<T>(string? text, out T? value)
-        where T : struct, Enum
-    {
-        value = null;
-        if (text is null)
-        {
-            return true;
-        }
-
-        foreach (var candidate in Enum.GetValues<T>())
-        {
-            if (string.Equals(Kebab(candidate), text, StringComparison.OrdinalIgnoreCase))
-            {
-                value = candidate;
-                return true;
-            }
-        }
-
-        return false;
-    }
-
     private static string Kebab<T>(T value)
-        where T : struct, Enum => JsonNamingPolicy.KebabCaseLower.ConvertName(value.ToString());
+        where T : struct, Enum => EmcJson.EnumText(value);
 
     private static async Task<int> CallAsync(string name, Func<Task> call)
     {

@@ -64,7 +64,7 @@ internal static class NodesCommand
             [
                 node.Id,
                 node.Name,
-                JsonNamingPolicy.KebabCaseLower.ConvertName(node.Status.ToString()),
+                EmcJson.EnumText(node.Status),
                 Ago(now - node.LastSeen),
                 hw.CpuModel.Length > 28 ? hw.CpuModel[..28] : hw.CpuModel,
                 hw.LogicalCores.ToString(CultureInfo.InvariantCulture),

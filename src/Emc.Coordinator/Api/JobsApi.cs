@@ -60,7 +60,7 @@ internal static class JobsApi
     private static async Task<Results<Ok<IReadOnlyList<JobView>>, ProblemHttpResult>> ListJobsAsync(
         SchedulerService scheduler, string? state, string? account, int? limit, CancellationToken cancellationToken)
     {
-        if (!TryParse<JobState>(state, out var filter))
+        if (!Core.EmcJson.TryParseEnum<JobState>(state, out var filter))
         {
             return BadRequest("Unknown job state", $"'{state}' is not a job state; use queued, running, completed, failed or cancelled.");
         }
@@ -96,7 +96,7 @@ internal static class JobsApi
     private static async Task<Results<Ok<IReadOnlyList<TaskView>>, ProblemHttpResult>> ListTasksAsync(
         SchedulerService scheduler, string? job, string? state, string? after, int? limit, CancellationToken cancellationToken)
     {
-        if (!TryParse<TaskState>(state, out var filter))
+        if (!Core.EmcJson.TryParseEnum<TaskState>(state, out var filter))
         {
             return BadRequest("Unknown task state", $"'{state}' is not a task state; use queued, leased, running, completed, failed or cancelled.");
         }
@@ -158,27 +158,6 @@ internal static class JobsApi
 
     private static async Task<Ok<SchedulerStats>> StatsAsync(SchedulerService scheduler, CancellationToken cancellationToken) =>
         TypedResults.Ok(await scheduler.StatsAsync(cancellationToken));
-
-    private static bool TryParse<T>(string? text, out T? value)
-        where T : struct, Enum
-    {
-        value = null;
-        if (text is null)
-        {
-            return true;
-        }
-
-        foreach (var candidate in Enum.GetValues<T>())
-        {
-            if (string.Equals(JsonNamingPolicy.KebabCaseLower.ConvertName(candidate.ToString()), text, StringComparison.OrdinalIgnoreCase))
-            {
-                value = candidate;
-                return true;
-            }
-        }
-
-        return false;
-    }
 
     private static ProblemHttpResult BadRequest(string title, string detail) =>
         TypedResults.Problem(title: title, detail: detail, statusCode: StatusCodes.Status400BadRequest);

@@ -326,16 +326,10 @@ public sealed partial class SchedulerService : BackgroundService
         }
     }
 
-    private static long JobNumber(string jobId) =>
-        long.TryParse(jobId.AsSpan(4), System.Globalization.CultureInfo.InvariantCulture, out var number) ? number : long.MaxValue;
+    private static long JobNumber(string jobId) => TaskIds.JobNumber(jobId) ?? long.MaxValue;
 
-    private static (long, int) TaskOrder(string taskId)
-    {
-        var dot = taskId.IndexOf('.', StringComparison.Ordinal);
-        return dot < 0
-            ? (long.MaxValue, 0)
-            : (JobNumber(taskId[..dot]), int.TryParse(taskId.AsSpan(dot + 1), System.Globalization.CultureInfo.InvariantCulture, out var index) ? index : 0);
-    }
+    private static (long, int) TaskOrder(string taskId) =>
+        TaskIds.TryParse(taskId, out var job, out var index) ? (job, index) : (long.MaxValue, 0);
 
     public override void Dispose()
     {

@@ -385,7 +385,7 @@ public sealed class SchedulerStore(IDbContextFactory<EmcDbContext> factory) : IS
             query = query.Where(x => x.Task.State == text);
         }
 
-        if (TryParseTaskId(afterTaskId, out var afterJob, out var afterIndex))
+        if (TaskIds.TryParse(afterTaskId, out var afterJob, out var afterIndex))
         {
             // Written as a range on the job number first, so the job number index bounds the scan.
             query = query.Where(x => x.Job.Number >= afterJob && (x.Job.Number > afterJob || x.Task.Index > afterIndex));
@@ -611,22 +611,6 @@ public sealed class SchedulerStore(IDbContextFactory<EmcDbContext> factory) : IS
 
         var comma = leaseNodes.LastIndexOf(',');
         return comma < 0 ? leaseNodes : leaseNodes[(comma + 1)..];
-    }
-
-    /// <summary>Parses "job-N.I" into N and I, as the scheduler's ids are made.</summary>
-    private static bool TryParseTaskId(string? taskId, out long jobNumber, out int index)
-    {
-        jobNumber = -1;
-        index = -1;
-        if (taskId is null || !taskId.StartsWith("job-", StringComparison.Ordinal))
-        {
-            return false;
-        }
-
-        var dot = taskId.IndexOf('.', StringComparison.Ordinal);
-        return dot > 4
-            && long.TryParse(taskId.AsSpan(4, dot - 4), NumberStyles.None, CultureInfo.InvariantCulture, out jobNumber)
-            && int.TryParse(taskId.AsSpan(dot + 1), NumberStyles.None, CultureInfo.InvariantCulture, out index);
     }
 
     // ---------------------------------------------------------------- enum text

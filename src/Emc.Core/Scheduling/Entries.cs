@@ -127,6 +127,39 @@ internal sealed class GangEntry : QueueItem
     public override string ShapeKey => $"{Job.DemandKey}|gang:{Remaining}";
 }
 
+/// <summary>Job ids are "job-N" and task ids "job-N.I".</summary>
+public static class TaskIds
+{
+    /// <summary>Parses "job-N.I"; false for anything else.</summary>
+    public static bool TryParse(string? taskId, out long jobNumber, out int index)
+    {
+        jobNumber = -1;
+        index = -1;
+        if (taskId is null || !taskId.StartsWith("job-", StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var dot = taskId.IndexOf('.', StringComparison.Ordinal);
+        if (dot > 4
+            && long.TryParse(taskId.AsSpan(4, dot - 4), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var job)
+            && int.TryParse(taskId.AsSpan(dot + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var i))
+        {
+            (jobNumber, index) = (job, i);
+            return true;
+        }
+
+        return false;
+    }
+
+    /// <summary>The N of "job-N", or null.</summary>
+    public static long? JobNumber(string? jobId) =>
+        jobId is not null && jobId.StartsWith("job-", StringComparison.Ordinal)
+        && long.TryParse(jobId.AsSpan(4), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var number)
+            ? number
+            : null;
+}
+
 /// <summary>Lease ids are "{taskId}#{attempt}".</summary>
 public static class LeaseIds
 {

@@ -342,20 +342,8 @@ public sealed partial class Scheduler
     }
 
     /// <summary>Parses "job-N.I"; (-1, -1) when it is not a task id.</summary>
-    private static (long Job, int Index) ParseTaskId(string? taskId)
-    {
-        if (taskId is null || !taskId.StartsWith("job-", StringComparison.Ordinal))
-        {
-            return (-1, -1);
-        }
-
-        var dot = taskId.IndexOf('.', StringComparison.Ordinal);
-        return dot > 4
-            && long.TryParse(taskId.AsSpan(4, dot - 4), NumberStyles.None, CultureInfo.InvariantCulture, out var job)
-            && int.TryParse(taskId.AsSpan(dot + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var index)
-            ? (job, index)
-            : (-1, -1);
-    }
+    private static (long Job, int Index) ParseTaskId(string? taskId) =>
+        TaskIds.TryParse(taskId, out var job, out var index) ? (job, index) : (-1, -1);
 
     private void SetState(TaskEntry task, TaskState state)
     {
