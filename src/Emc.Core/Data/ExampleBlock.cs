@@ -4,10 +4,10 @@ namespace Emc.Core.Data;
 public enum ElementType
 {
     /// <summary>Unsigned bytes: image pixels (scaled to [0, 1] when fed to a model) or text bytes.</summary>
-    UInt8,
+    U8,
 
     /// <summary>Little-endian IEEE 754 single precision.</summary>
-    Float32,
+    F32,
 }
 
 /// <summary>
