@@ -18,6 +18,14 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
 
     public DbSet<AccountWeightRow> AccountWeights => Set<AccountWeightRow>();
 
+    public DbSet<DatasetRow> Datasets => Set<DatasetRow>();
+
+    public DbSet<TrainingJobRow> TrainingJobs => Set<TrainingJobRow>();
+
+    public DbSet<TrainingRoundRow> TrainingRounds => Set<TrainingRoundRow>();
+
+    public DbSet<ModelRow> Models => Set<ModelRow>();
+
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.Entity<NodeRecord>(node =>
@@ -31,6 +39,50 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
             node.Property(n => n.RemoteEndpoint).HasMaxLength(128);
             node.Property(n => n.SessionId).HasMaxLength(64);
             node.HasIndex(n => n.Status);
+        });
+
+        modelBuilder.Entity<DatasetRow>(dataset =>
+        {
+            dataset.ToTable("datasets");
+            dataset.HasKey(d => d.Name);
+            dataset.Property(d => d.Name).HasMaxLength(64);
+            dataset.Property(d => d.ManifestHash).HasMaxLength(64);
+            dataset.Property(d => d.Format).HasMaxLength(16);
+        });
+
+        modelBuilder.Entity<TrainingJobRow>(job =>
+        {
+            job.ToTable("training_jobs");
+            job.HasKey(j => j.Id);
+            job.Property(j => j.Id).HasMaxLength(32);
+            job.Property(j => j.Name).HasMaxLength(200);
+            job.Property(j => j.Account).HasMaxLength(64);
+            job.Property(j => j.State).HasMaxLength(16);
+            job.Property(j => j.WeightsHash).HasMaxLength(64);
+            job.Property(j => j.MomentumHash).HasMaxLength(64);
+            job.Property(j => j.RoundJobId).HasMaxLength(32);
+            job.Property(j => j.IdempotencyKey).HasMaxLength(128);
+            job.Property(j => j.ModelName).HasMaxLength(64);
+            job.HasIndex(j => j.Number).IsUnique();
+            job.HasIndex(j => j.State);
+            job.HasIndex(j => j.IdempotencyKey).IsUnique();
+        });
+
+        modelBuilder.Entity<TrainingRoundRow>(round =>
+        {
+            round.ToTable("training_rounds");
+            round.HasKey(r => new { r.JobId, r.Round });
+            round.Property(r => r.JobId).HasMaxLength(32);
+        });
+
+        modelBuilder.Entity<ModelRow>(model =>
+        {
+            model.ToTable("models");
+            model.HasKey(m => new { m.Name, m.Version });
+            model.Property(m => m.Name).HasMaxLength(64);
+            model.Property(m => m.Format).HasMaxLength(16);
+            model.Property(m => m.WeightsHash).HasMaxLength(64);
+            model.Property(m => m.SourceJob).HasMaxLength(32);
         });
 
         modelBuilder.Entity<SettingRecord>(setting =>
@@ -53,6 +105,7 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
             job.Property(j => j.Priority).HasColumnName("priority").HasMaxLength(16);
             job.Property(j => j.DemandJson).HasColumnName("demand");
             job.Property(j => j.Gang).HasColumnName("gang");
+            job.Property(j => j.Elastic).HasColumnName("elastic");
             job.Property(j => j.GangRetries).HasColumnName("gang_retries");
             job.Property(j => j.MaxRetries).HasColumnName("max_retries");
             job.Property(j => j.LeaseDurationMs).HasColumnName("lease_duration_ms");

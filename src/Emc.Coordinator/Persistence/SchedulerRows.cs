@@ -17,6 +17,7 @@ public sealed class JobRow
     public required string DemandJson { get; set; }
 
     public bool Gang { get; set; }
+    public bool Elastic { get; set; }
     public int GangRetries { get; set; }
     public int MaxRetries { get; set; }
     public long LeaseDurationMs { get; set; }

@@ -135,6 +135,16 @@ public sealed partial class SchedulerService : BackgroundService
         return [.. merged.OrderBy(task => TaskOrder(task.Id)).Take(limit)];
     }
 
+    /// <summary>The connected, schedulable nodes that fit <paramref name="demand"/>.</summary>
+    public Task<IReadOnlyList<FittingNode>> FittingNodesAsync(ResourceDemand demand, CancellationToken cancellationToken) =>
+        RequestAsync(s => s.FittingNodes(demand), cancellationToken);
+
+    /// <summary>
+    /// Raised on the scheduler loop after each batch of changes is durable, before leases go out.
+    /// Handlers must be quick and must not throw (hand the changes to your own queue).
+    /// </summary>
+    public event Action<SchedulerChanges>? Committed;
+
     public Task<SchedulerStats> StatsAsync(CancellationToken cancellationToken) =>
         RequestAsync(s => s.Stats(), cancellationToken);
 
@@ -235,6 +245,17 @@ public sealed partial class SchedulerService : BackgroundService
                 var placed = Scheduler.Schedule();
                 var changes = Scheduler.DrainChanges();
                 await SaveAsync(changes, requests, stoppingToken);
+                if (changes.Tasks.Count > 0)
+                {
+                    try
+                    {
+                        Committed?.Invoke(changes);
+                    }
+                    catch (Exception ex) when (ex is not OutOfMemoryException)
+                    {
+                        Log.NodeEventFailed(_logger, ex);
+                    }
+                }
 
                 foreach (var message in changes.Commands)
                 {

@@ -24,9 +24,9 @@ public sealed class SchedulerStore(IDbContextFactory<EmcDbContext> factory) : IS
     private static readonly string[] TerminalJobStates = [Text(JobState.Completed), Text(JobState.Failed), Text(JobState.Cancelled)];
 
     private const string UpsertJobSql = """
-        INSERT INTO jobs (id, number, name, account, priority, demand, gang, gang_retries, max_retries,
+        INSERT INTO jobs (id, number, name, account, priority, demand, gang, elastic, gang_retries, max_retries,
                           lease_duration_ms, gang_timeout_ms, idempotency_key, state, created_at, updated_at, finished_at)
-        VALUES (@id, @number, @name, @account, @priority, @demand, @gang, @gang_retries, @max_retries,
+        VALUES (@id, @number, @name, @account, @priority, @demand, @gang, @elastic, @gang_retries, @max_retries,
                 @lease_duration_ms, @gang_timeout_ms, @idempotency_key, @state, @created_at, @updated_at, @finished_at)
         ON CONFLICT (id) DO UPDATE SET
             gang_retries = excluded.gang_retries,
@@ -37,7 +37,7 @@ public sealed class SchedulerStore(IDbContextFactory<EmcDbContext> factory) : IS
 
     private static readonly string[] UpsertJobParameters =
     [
-        "id", "number", "name", "account", "priority", "demand", "gang", "gang_retries", "max_retries",
+        "id", "number", "name", "account", "priority", "demand", "gang", "elastic", "gang_retries", "max_retries",
         "lease_duration_ms", "gang_timeout_ms", "idempotency_key", "state", "created_at", "updated_at", "finished_at",
     ];
 
@@ -151,6 +151,7 @@ public sealed class SchedulerStore(IDbContextFactory<EmcDbContext> factory) : IS
                     Text(job.Priority),
                     JsonSerializer.Serialize(job.Demand, Json),
                     job.Gang,
+                    job.Elastic,
                     job.GangRetries,
                     job.MaxRetries,
                     (long)job.LeaseDuration.TotalMilliseconds,
@@ -536,6 +537,7 @@ public sealed class SchedulerStore(IDbContextFactory<EmcDbContext> factory) : IS
         Priority = ParsePriority(row.Priority),
         Demand = DeserializeDemand(row.DemandJson),
         Gang = row.Gang,
+        Elastic = row.Elastic,
         GangRetries = row.GangRetries,
         MaxRetries = row.MaxRetries,
         LeaseDuration = TimeSpan.FromMilliseconds(row.LeaseDurationMs),

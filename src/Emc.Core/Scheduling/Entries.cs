@@ -41,6 +41,9 @@ internal sealed class JobEntry
     public TaskEntry[] Tasks { get; set; } = [];
     public GangEntry? Gang { get; set; }
 
+    /// <summary>A started gang whose members fail alone (<see cref="JobSpec.Elastic"/>).</summary>
+    public bool Elastic { get; init; }
+
     /// <summary>Task counts indexed by <see cref="TaskState"/>.</summary>
     public int[] Counts { get; } = new int[6];
 

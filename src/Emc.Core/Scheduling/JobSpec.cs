@@ -20,6 +20,13 @@ public sealed record JobSpec
     public bool Gang { get; init; }
 
     /// <summary>
+    /// For a gang: once it has started, a member whose lease ends without a result fails alone and
+    /// the others run on (a training round leaves out nodes that drop and aggregates the rest).
+    /// Without it the whole gang is revoked and runs again.
+    /// </summary>
+    public bool Elastic { get; init; }
+
+    /// <summary>
     /// How many times a task is reissued after its lease expires, its node is lost or it fails
     /// retryably. Null takes <see cref="SchedulerOptions.DefaultMaxRetries"/>.
     /// </summary>

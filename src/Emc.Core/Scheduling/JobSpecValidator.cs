@@ -10,6 +10,9 @@ public static class JobSpecValidator
     public const int MaxNameChars = 200;
     public const int MaxIdChars = 64;
     public const int MaxLabels = 32;
+
+    /// <summary>Most node ids a demand may name.</summary>
+    public const int MaxNodes = 1024;
     public const int MaxCacheKeys = 64;
     public const int MaxRetriesLimit = 20;
     public const int MaxGangSize = 4096;
@@ -66,6 +69,11 @@ public static class JobSpecValidator
                     break;
                 }
             }
+        }
+
+        if (spec.Elastic && !spec.Gang)
+        {
+            errors.Add("elastic applies to gang jobs only");
         }
 
         if (spec.Gang && spec.Tasks is { Count: > MaxGangSize })
@@ -128,6 +136,11 @@ public static class JobSpecValidator
             || demand.Labels.Any(pair => !IsIdentifier(pair.Key) || pair.Value is null || pair.Value.Length > MaxIdChars || ContainsControl(pair.Value)))
         {
             errors.Add($"demand.labels must be at most {MaxLabels} name=value pairs of short printable text");
+        }
+
+        if (demand.Nodes is null || demand.Nodes.Count > MaxNodes || demand.Nodes.Any(node => !IsIdentifier(node)))
+        {
+            errors.Add($"demand.nodes must be at most {MaxNodes} node ids");
         }
 
         if (demand.CacheKeys is null || demand.CacheKeys.Count > MaxCacheKeys || demand.CacheKeys.Any(key => !IsIdentifier(key, 128)))

@@ -22,6 +22,12 @@ public sealed record ResourceDemand
     /// <summary>Highest node price the job accepts, in ledger micro-units per device-hour. 0 = any price.</summary>
     public long MaxPrice { get; init; }
 
+    /// <summary>
+    /// Node ids the task may run on; empty runs on any node. A training round names the nodes it
+    /// planned for, because each member's share of the work is sized to that node's speed.
+    /// </summary>
+    public IReadOnlyList<string> Nodes { get; init; } = [];
+
     /// <summary>Content keys (blob hashes of data or model) the task reads; nodes that cache them are preferred.</summary>
     public IReadOnlyList<string> CacheKeys { get; init; } = [];
 
@@ -39,6 +45,11 @@ public sealed record ResourceDemand
         foreach (var (key, value) in Labels.OrderBy(pair => pair.Key, StringComparer.Ordinal))
         {
             builder.Append('|').Append(key).Append('=').Append(value);
+        }
+
+        foreach (var node in Nodes.Order(StringComparer.Ordinal))
+        {
+            builder.Append("|@").Append(node);
         }
 
         return builder.ToString();
@@ -59,6 +70,11 @@ public sealed record ResourceDemand
         }
 
         parts.AddRange(Labels.OrderBy(pair => pair.Key, StringComparer.Ordinal).Select(pair => $"{pair.Key}={pair.Value}"));
+        if (Nodes.Count > 0)
+        {
+            parts.Add($"on {string.Join(" or ", Nodes)}");
+        }
+
         if (MaxPrice > 0)
         {
             parts.Add($"price ≤ {MaxPrice.ToString(CultureInfo.InvariantCulture)}");

@@ -236,6 +236,13 @@ public sealed partial class Scheduler
     {
         if (task.Job.Gang is { } gang)
         {
+            if (task.Job.Elastic && gang.Phase == GangPhase.Running)
+            {
+                // The member was planned for its node: it fails alone and the rest run on.
+                FailTask(task, reason);
+                return;
+            }
+
             GangAttemptEnded(gang, task, reason, countsAsRetry);
             return;
         }

@@ -155,7 +155,7 @@ public sealed partial class Scheduler
             }
         }
 
-        return true;
+        return demand.Nodes.Count == 0 || demand.Nodes.Contains(node.Id, StringComparer.Ordinal);
     }
 
     private static bool DeviceFits(DeviceState device, ResourceDemand demand) =>
@@ -310,6 +310,7 @@ public sealed partial class Scheduler
             : kindOk < needed ? Short($"with a{(demand.Device is null ? "ny" : "")}{kindText} device", kindOk)
             : memoryOk < needed ? Short($"with ≥ {memoryText} device memory{(kindText.Length > 0 ? $" on a{kindText} device" : "")}", memoryOk)
             : speedOk < needed ? Short($"with a{kindText} device of ≥ {demand.MinGflops.ToString("0.#", CultureInfo.InvariantCulture)} GFLOP/s{(demand.DeviceMemoryBytes > 0 ? $" and ≥ {memoryText} memory" : "")}", speedOk)
+            : labelsOk < needed && demand.Nodes.Count > 0 ? Short($"among {string.Join(", ", demand.Nodes)}{(demand.Labels.Count > 0 ? " with its labels" : "")}", labelsOk)
             : labelsOk < needed ? Short($"labelled {string.Join(", ", demand.Labels.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value}"))}", labelsOk)
             : priceOk < needed ? Short($"at a price ≤ {demand.MaxPrice.ToString(CultureInfo.InvariantCulture)}", priceOk)
             : gang ? $"waiting for {needed} of the {priceOk} fitting nodes to be free at once"

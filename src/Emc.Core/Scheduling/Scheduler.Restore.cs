@@ -43,6 +43,7 @@ public sealed partial class Scheduler
                 MaxRetries = record.MaxRetries,
                 LeaseDuration = record.LeaseDuration,
                 GangTimeout = record.GangTimeout,
+                Elastic = record.Gang && record.Elastic,
                 IdempotencyKey = record.IdempotencyKey,
                 CreatedAt = record.CreatedAt,
                 UpdatedAt = record.UpdatedAt,

@@ -104,6 +104,7 @@ public sealed partial class Scheduler
             LeaseDuration = spec.LeaseDuration ?? _options.DefaultLeaseDuration,
             GangTimeout = spec.GangTimeout ?? _options.DefaultGangTimeout,
             IdempotencyKey = spec.IdempotencyKey,
+            Elastic = spec.Gang && spec.Elastic,
             CreatedAt = now,
             UpdatedAt = now,
         };
@@ -291,6 +292,39 @@ public sealed partial class Scheduler
 
     /// <summary>A node's live state, or null.</summary>
     public SchedulerNode? GetNode(string nodeId) => _nodes.GetValueOrDefault(nodeId);
+
+    /// <summary>The schedulable nodes that fit <paramref name="demand"/> (free or busy), with their fastest fitting device's speed.</summary>
+    public IReadOnlyList<FittingNode> FittingNodes(ResourceDemand demand)
+    {
+        ArgumentNullException.ThrowIfNull(demand);
+        var result = new List<FittingNode>();
+        foreach (var node in _nodes.Values)
+        {
+            if (!node.Schedulable || !NodeFits(node, demand))
+            {
+                continue;
+            }
+
+            double best = -1;
+            foreach (var device in node.Devices)
+            {
+                if ((demand.Device is null || device.Capacity.Kind == demand.Device)
+                    && device.Capacity.MemoryBytes >= demand.DeviceMemoryBytes
+                    && device.Capacity.Gflops >= demand.MinGflops)
+                {
+                    best = Math.Max(best, device.Capacity.Gflops);
+                }
+            }
+
+            if (best >= 0)
+            {
+                result.Add(new FittingNode(node.Id, best, node.UsedSlots, node.TotalSlots));
+            }
+        }
+
+        result.Sort((a, b) => string.CompareOrdinal(a.NodeId, b.NodeId));
+        return result;
+    }
 
     // ---------------------------------------------------------------- changes
 
@@ -492,6 +526,7 @@ public sealed partial class Scheduler
         Priority = job.Priority,
         Demand = job.Demand,
         Gang = job.Gang is not null,
+        Elastic = job.Elastic,
         GangRetries = job.Gang?.Retries ?? 0,
         MaxRetries = job.MaxRetries,
         LeaseDuration = job.LeaseDuration,

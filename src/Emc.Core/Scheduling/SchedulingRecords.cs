@@ -124,6 +124,7 @@ public sealed record JobRecord
     public PriorityClass Priority { get; init; }
     public required ResourceDemand Demand { get; init; }
     public bool Gang { get; init; }
+    public bool Elastic { get; init; }
     public int GangRetries { get; init; }
     public int MaxRetries { get; init; }
     public TimeSpan LeaseDuration { get; init; }
@@ -209,3 +210,10 @@ public sealed record SchedulerSnapshot(
     IReadOnlyList<(string TaskId, int Attempt)> RecordedResults,
     IReadOnlyList<KeyValuePair<string, double>> AccountWeights,
     long LastJobNumber);
+
+/// <summary>A connected node that fits a demand.</summary>
+/// <param name="NodeId">The node.</param>
+/// <param name="Gflops">Measured speed of its fastest fitting device.</param>
+/// <param name="UsedSlots">Task slots in use now.</param>
+/// <param name="TotalSlots">Task slots it has.</param>
+public sealed record FittingNode(string NodeId, double Gflops, int UsedSlots, int TotalSlots);

@@ -1,0 +1,172 @@
+namespace Emc.Core.Training;
+
+/// <summary>Where a training job is.</summary>
+public enum TrainingJobState
+{
+    /// <summary>Waiting for enough fitting nodes to start a round.</summary>
+    Waiting,
+
+    Running,
+
+    /// <summary>Trained, evaluated and registered.</summary>
+    Completed,
+
+    Failed,
+
+    Cancelled,
+}
+
+/// <summary>What one round achieved, as the API and `emc train watch` show it.</summary>
+public sealed record RoundSummary
+{
+    public long Round { get; init; }
+
+    /// <summary>Members that took part, accepted and rejected.</summary>
+    public int Nodes { get; init; }
+
+    public int Accepted { get; init; }
+
+    public long Samples { get; init; }
+
+    /// <summary>Mean inner training loss (sample-weighted over accepted members).</summary>
+    public double? TrainLoss { get; init; }
+
+    /// <summary>Held-out metrics of the weights this round started from (W(r−1)).</summary>
+    public double? EvalLoss { get; init; }
+
+    public double? EvalAccuracy { get; init; }
+
+    public double? EvalPerplexity { get; init; }
+
+    public long EvalExamples { get; init; }
+
+    public double Seconds { get; init; }
+
+    public double SamplesPerSecond { get; init; }
+
+    /// <summary>Bytes of pseudo-gradients received this round.</summary>
+    public long BytesReceived { get; init; }
+
+    /// <summary>Why members were left out, by node id.</summary>
+    public IReadOnlyDictionary<string, string> LeftOut { get; init; } = new Dictionary<string, string>();
+
+    public DateTimeOffset At { get; init; }
+}
+
+/// <summary>What one node contributed to a job.</summary>
+public sealed record NodeContribution
+{
+    public int Rounds { get; set; }
+
+    public long Samples { get; set; }
+
+    public int Accepted { get; set; }
+
+    public int Rejected { get; set; }
+
+    public int Dropped { get; set; }
+
+    public double Seconds { get; set; }
+
+    public long BytesSent { get; set; }
+
+    /// <summary>Training speed measured in its last rounds, examples per second.</summary>
+    public double SamplesPerSecond { get; set; }
+
+    /// <summary>How long its last rounds took, seconds (the adaptive deadline reads these).</summary>
+    public List<double> RecentSeconds { get; set; } = [];
+}
+
+/// <summary>A job's running totals, checkpointed with every round.</summary>
+public sealed record TrainingProgress
+{
+    public Dictionary<string, NodeContribution> Nodes { get; init; } = [];
+
+    public long Samples { get; set; }
+
+    public long BytesReceived { get; set; }
+
+    /// <summary>Rounds in a row that produced no accepted update.</summary>
+    public int EmptyRounds { get; set; }
+
+    /// <summary>The final evaluation, once done.</summary>
+    public RoundSummary? Final { get; set; }
+}
+
+/// <summary>A training job as the API shows it.</summary>
+public sealed record TrainingJobView
+{
+    public required string Id { get; init; }
+
+    public string Name { get; init; } = "";
+
+    public required string Account { get; init; }
+
+    public TrainingJobState State { get; init; }
+
+    public string? Reason { get; init; }
+
+    public required TrainingJobSpec Spec { get; init; }
+
+    /// <summary>Rounds completed.</summary>
+    public long Round { get; init; }
+
+    /// <summary>The round count the job will run, when known (rounds, or estimated from samples).</summary>
+    public long? PlannedRounds { get; init; }
+
+    public long Samples { get; init; }
+
+    public long? TargetSamples { get; init; }
+
+    /// <summary>The scheduler job of the round in flight.</summary>
+    public string? RoundJob { get; init; }
+
+    public RoundSummary? Last { get; init; }
+
+    public RoundSummary? Final { get; init; }
+
+    public IReadOnlyDictionary<string, NodeContribution> Nodes { get; init; } = new Dictionary<string, NodeContribution>();
+
+    public string? Model { get; init; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+
+    public DateTimeOffset UpdatedAt { get; init; }
+
+    public DateTimeOffset? FinishedAt { get; init; }
+}
+
+/// <summary>What the registry knows of a model version: enough to rebuild and load it anywhere.</summary>
+public sealed record ModelDescriptor
+{
+    public required string Name { get; init; }
+
+    public int Version { get; init; }
+
+    /// <summary>"emc-zoo" or "torchscript".</summary>
+    public required string Format { get; init; }
+
+    public required ModelSpec Model { get; init; }
+
+    /// <summary>The shape of one input example (without the batch), its element type and the number of classes.</summary>
+    public required int[] SampleShape { get; init; }
+
+    public Data.ElementType ElementType { get; init; }
+
+    public int Classes { get; init; }
+
+    public bool IsText { get; init; }
+
+    /// <summary>sha256 of the weights vector blob (EMCW).</summary>
+    public required string Weights { get; init; }
+
+    public long VectorLength { get; init; }
+
+    public long Bytes { get; init; }
+
+    public string? SourceJob { get; init; }
+
+    public RoundSummary? Metrics { get; init; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+}
