@@ -1,10 +1,12 @@
 using System.Text.Json;
 using Emc.Coordinator.Api;
+using Emc.Coordinator.Blobs;
 using Emc.Coordinator.Gateway;
 using Emc.Coordinator.Observability;
 using Emc.Coordinator.Persistence;
 using Emc.Coordinator.Registry;
 using Emc.Coordinator.Scheduling;
+using Emc.Coordinator.Training;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -112,6 +114,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         services.AddHostedService(sp => sp.GetRequiredService<NodeStateWriter>());
         services.AddSingleton<ReadinessState>();
         services.AddEmcScheduling(options.PlacementPolicy);
+        services.AddEmcTraining(options.DataDirectory);
         services.AddGrpc(o =>
         {
             o.MaxReceiveMessageSize = 1 << 20;
@@ -133,6 +136,8 @@ public sealed class CoordinatorHost : IAsyncDisposable
         api.MapNodesApi();
         api.MapLinkApi();
         api.MapJobsApi();
+        api.MapBlobsApi();
+        api.MapTrainingApi();
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
         app.MapGet("/readyz", async (ReadinessState ready, DatabaseInitializer db, CancellationToken cancellationToken) =>
             ready.IsReady && await db.IsReachableAsync(cancellationToken)

@@ -716,7 +716,7 @@ public sealed partial class TrainingService : BackgroundService
             Momentum = job.Spec.Outer.Momentum ?? 0.9,
             Nesterov = job.Spec.Outer.Nesterov ?? true,
         };
-        return momentum is null ? new OuterOptimizer(options) : new OuterOptimizer(options, momentum);
+        return momentum is null ? new OuterOptimizer(options, job.Master!.Length) : new OuterOptimizer(options, momentum);
     }
 
     private RoundSummary Summarize(ActiveJob job, RoundState round, List<MemberOutcome> accepted, DateTimeOffset now, Dictionary<string, string> leftOut)

@@ -6,6 +6,7 @@ using Emc.Core.Hardware;
 using Emc.Core.Identity;
 using Emc.Node.Connection;
 using Emc.Node.Hardware;
+using Emc.Node.Training;
 using Emc.Node.Work;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -62,7 +63,15 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         }
 
         // The leases outlive sessions: results finished while disconnected are handed in on the next one.
-        await using var leases = new LeaseRunner(options.Executors ?? TaskExecutors.CreateDefault(probe, time), devices, logger);
+        using var blobHttp = new HttpClient { BaseAddress = options.Coordinator, Timeout = Timeout.InfiniteTimeSpan };
+        using var training = new TrainRoundExecutor(key, new BlobCache(blobHttp, Path.Combine(options.DataDirectory, "blobs")), logger) { Threads = options.TrainingThreads };
+        var executors = options.Executors ?? TaskExecutors.CreateDefault(probe, time);
+        if (!executors.TryGet(training.Kind, out _))
+        {
+            executors.Add(training);
+        }
+
+        await using var leases = new LeaseRunner(executors, devices, logger);
 
         // `leave` ends the drain: DrainTimeout after the stop signal, the node goes whatever it still holds.
         using var leave = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);

@@ -38,6 +38,9 @@ public sealed class NodeAgentOptions
     /// <summary>Asking price in ledger micro-units per device-hour, 0 or more. Default 0: the network default.</summary>
     public long Price { get; set; }
 
+    /// <summary>CPU threads libtorch uses for training; 0 (default) uses every core.</summary>
+    public int TrainingThreads { get; set; }
+
     /// <summary>
     /// The executors the node runs leases with. Default null: the built-ins of
     /// <see cref="TaskExecutors.CreateDefault"/> (benchmark over the agent's device probe, and sleep).

@@ -1,0 +1,207 @@
+using System.Text.Json;
+using Emc.Core;
+using Emc.Core.Training;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Routing;
+
+namespace Emc.Coordinator.Training;
+
+/// <summary>
+/// Datasets, training jobs and the model registry:
+/// POST/GET /api/v1/datasets, GET/DELETE /api/v1/datasets/{name};
+/// POST/GET /api/v1/training, GET /api/v1/training/{id}, GET /api/v1/training/{id}/rounds, POST /api/v1/training/{id}/cancel;
+/// GET /api/v1/models, GET /api/v1/models/{name}?version=V.
+/// </summary>
+internal static class TrainingApi
+{
+    private const int MaxLimit = 10_000;
+
+    public static RouteGroupBuilder MapTrainingApi(this RouteGroupBuilder api)
+    {
+        api.MapPost("/datasets", UploadAsync);
+        api.MapGet("/datasets", ListDatasetsAsync);
+        api.MapGet("/datasets/{name}", GetDatasetAsync);
+        api.MapDelete("/datasets/{name}", RemoveDatasetAsync);
+        api.MapPost("/training", SubmitAsync);
+        api.MapGet("/training", ListAsync);
+        api.MapGet("/training/{id}", GetAsync);
+        api.MapGet("/training/{id}/rounds", RoundsAsync);
+        api.MapPost("/training/{id}/cancel", CancelAsync);
+        api.MapGet("/models", ListModelsAsync);
+        api.MapGet("/models/{name}", GetModelAsync);
+        return api;
+    }
+
+    private static async Task<IResult> UploadAsync(DatasetService datasets, HttpContext context, CancellationToken cancellationToken)
+    {
+        if (!context.Request.HasFormContentType)
+        {
+            return Problem(400, "Not a dataset upload", "Send multipart/form-data with the fields name, format and one or more files.");
+        }
+
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = DatasetService.MaxUploadBytes;
+        }
+
+        context.Features.Set<IFormFeature>(new FormFeature(context.Request, new FormOptions
+        {
+            MultipartBodyLengthLimit = DatasetService.MaxUploadBytes,
+            ValueLengthLimit = 1 << 16,
+        }));
+        IFormCollection form;
+        try
+        {
+            form = await context.Request.ReadFormAsync(cancellationToken);
+        }
+        catch (Exception ex) when (ex is InvalidDataException or BadHttpRequestException or IOException)
+        {
+            return Problem(400, "Malformed upload", ex.Message);
+        }
+
+        var files = new List<(string Name, byte[] Content)>();
+        foreach (var file in form.Files)
+        {
+            using var buffer = new MemoryStream((int)Math.Min(file.Length, int.MaxValue));
+            await file.CopyToAsync(buffer, cancellationToken);
+            files.Add((file.FileName, buffer.ToArray()));
+        }
+
+        int? classes = null;
+        if (form.TryGetValue("classes", out var classesText) && !string.IsNullOrEmpty(classesText))
+        {
+            if (!int.TryParse(classesText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var parsed) || parsed < 1)
+            {
+                return Problem(400, "Invalid dataset", "classes must be a positive integer");
+            }
+
+            classes = parsed;
+        }
+
+        var result = await datasets.UploadAsync(form["name"].ToString(), form["format"].ToString(), form["labelColumn"].ToString(), classes, files, cancellationToken);
+        return result.Error is { } error
+            ? Problem(result.Conflict ? 409 : 400, result.Conflict ? "Dataset exists" : "Invalid dataset", error)
+            : Results.Created($"/api/v1/datasets/{result.Dataset!.Name}", result.Dataset);
+    }
+
+    private static async Task<IResult> ListDatasetsAsync(DatasetService datasets, CancellationToken cancellationToken) =>
+        Results.Ok(await datasets.ListAsync(cancellationToken));
+
+    private static async Task<IResult> GetDatasetAsync(DatasetService datasets, string name, CancellationToken cancellationToken) =>
+        await datasets.GetAsync(name, cancellationToken) is { } dataset
+            ? Results.Ok(dataset)
+            : Problem(404, "Dataset not found", $"No dataset named '{name}'.");
+
+    private static async Task<IResult> RemoveDatasetAsync(DatasetService datasets, string name, CancellationToken cancellationToken)
+    {
+        var (removed, error) = await datasets.RemoveAsync(name, cancellationToken);
+        return error is not null ? Problem(409, "Dataset in use", error)
+            : removed ? Results.NoContent()
+            : Problem(404, "Dataset not found", $"No dataset named '{name}'.");
+    }
+
+    private static async Task<IResult> SubmitAsync(TrainingSubmission submission, HttpRequest request, CancellationToken cancellationToken)
+    {
+        TrainingJobSpec? spec;
+        try
+        {
+            spec = await request.ReadFromJsonAsync<TrainingJobSpec>(EmcJson.Options, cancellationToken);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or BadHttpRequestException)
+        {
+            return Problem(400, "Malformed training job", $"The body is not a training job document: {ex.Message}");
+        }
+
+        var (job, errors, existing) = await submission.SubmitAsync(spec, cancellationToken);
+        if (job is null)
+        {
+            return Problem(400, "Invalid training job", string.Join("; ", errors));
+        }
+
+        return existing ? Results.Ok(job) : Results.Created($"/api/v1/training/{job.Id}", job);
+    }
+
+    private static async Task<IResult> ListAsync(TrainingStore store, TrainingSubmission submission, string? state, int? limit, CancellationToken cancellationToken)
+    {
+        if (state is not null && !EmcJson.TryParseEnum<TrainingJobState>(state, out _))
+        {
+            return Problem(400, "Unknown state", $"'{state}' is not a training state; use waiting, running, completed, failed or cancelled.");
+        }
+
+        if (limit is < 1 or > MaxLimit)
+        {
+            return Problem(400, "Bad limit", $"limit must be 1 to {MaxLimit}.");
+        }
+
+        var rows = await store.ListJobsAsync(state, limit ?? 100, cancellationToken);
+        var views = new List<TrainingJobView>(rows.Count);
+        foreach (var row in rows)
+        {
+            views.Add(await submission.ViewAsync(row, cancellationToken));
+        }
+
+        return Results.Ok(views);
+    }
+
+    private static async Task<IResult> GetAsync(TrainingStore store, TrainingSubmission submission, string id, CancellationToken cancellationToken) =>
+        await store.GetJobAsync(id, cancellationToken) is { } row
+            ? Results.Ok(await submission.ViewAsync(row, cancellationToken))
+            : Problem(404, "Training job not found", $"No training job {id}.");
+
+    private static async Task<IResult> RoundsAsync(TrainingStore store, string id, long? after, int? limit, CancellationToken cancellationToken)
+    {
+        if (limit is < 1 or > MaxLimit || after is < 0)
+        {
+            return Problem(400, "Bad paging", $"limit must be 1 to {MaxLimit} and after must not be negative.");
+        }
+
+        if (await store.GetJobAsync(id, cancellationToken) is null)
+        {
+            return Problem(404, "Training job not found", $"No training job {id}.");
+        }
+
+        var rounds = await store.ListRoundsAsync(id, after ?? 0, limit ?? 1000, cancellationToken);
+        return Results.Ok(rounds.Select(r => TrainingJson.ReadRound(r.SummaryJson)).ToList());
+    }
+
+    private static async Task<IResult> CancelAsync(TrainingStore store, TrainingService service, TrainingSubmission submission, string id, CancellationToken cancellationToken)
+    {
+        if (await store.GetJobAsync(id, cancellationToken) is null)
+        {
+            return Problem(404, "Training job not found", $"No training job {id}.");
+        }
+
+        if (!await service.CancelAsync(id, cancellationToken))
+        {
+            return Problem(409, "Training job finished", $"Training job {id} has already finished.");
+        }
+
+        return Results.Ok(await submission.ViewAsync((await store.GetJobAsync(id, cancellationToken))!, cancellationToken));
+    }
+
+    private static async Task<IResult> ListModelsAsync(TrainingStore store, CancellationToken cancellationToken)
+    {
+        var rows = await store.ListModelsAsync(cancellationToken);
+        return Results.Ok(rows.Select(Descriptor).ToList());
+    }
+
+    private static async Task<IResult> GetModelAsync(TrainingStore store, string name, int? version, CancellationToken cancellationToken)
+    {
+        if (version is < 1)
+        {
+            return Problem(400, "Bad version", "version must be a positive integer.");
+        }
+
+        return await store.GetModelAsync(name, version, cancellationToken) is { } row
+            ? Results.Ok(Descriptor(row))
+            : Problem(404, "Model not found", version is null ? $"No model named '{name}'." : $"Model '{name}' has no version {version}.");
+    }
+
+    private static ModelDescriptor Descriptor(Persistence.ModelRow row) =>
+        TrainingJson.ReadDescriptor(row.DescriptorJson) with { Name = row.Name, Version = row.Version };
+
+    private static IResult Problem(int status, string title, string detail) =>
+        Results.Problem(title: title, detail: detail, statusCode: status);
+}

@@ -1,0 +1,321 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using Emc.Compute.Training;
+using Emc.Core;
+using Emc.Core.Data;
+using Emc.Core.Identity;
+using Emc.Core.Training;
+using Emc.Node.Work;
+using Microsoft.Extensions.Logging;
+
+namespace Emc.Node.Training;
+
+/// <summary>
+/// Runs one member's share of a training round ("train" tasks): fetch the dataset shards and the
+/// round's weights (cached), evaluate those weights on the assigned held-out examples, run the inner
+/// steps on the assigned batches, upload the pseudo-gradient Δ = W − θ and return a signed manifest.
+/// The model, its inner optimizer state and the decoded data stay in memory between rounds of the
+/// same job, so a node that stays in a job keeps its AdamW moments, as DiLoCo's workers do.
+/// </summary>
+public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
+{
+    private readonly NodeKey _key;
+    private readonly BlobCache _blobs;
+    private readonly ILogger _logger;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private JobSession? _session;
+
+    public TrainRoundExecutor(NodeKey key, BlobCache blobs, ILogger logger)
+    {
+        _key = key;
+        _blobs = blobs;
+        _logger = logger;
+    }
+
+    public string Kind => RoundWork.TaskKind;
+
+    /// <summary>Torch threads for training; 0 leaves libtorch's default (all cores).</summary>
+    public int Threads { get; init; }
+
+    public async Task<string> RunAsync(TaskContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        RoundWork work;
+        try
+        {
+            work = JsonSerializer.Deserialize<RoundWork>(context.Input, EmcJson.Options) ?? throw new JsonException("empty");
+        }
+        catch (JsonException ex)
+        {
+            throw new TaskFailedException($"the round description is not valid: {ex.Message}", retryable: false);
+        }
+
+        var me = _key.Address.ToString();
+        var share = work.Members.FirstOrDefault(pair => string.Equals(pair.Key, me, StringComparison.OrdinalIgnoreCase)).Value
+            ?? throw new TaskFailedException($"the round has no share for node {me}", retryable: false);
+
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            var session = await SessionAsync(work, context.Device, cancellationToken);
+            var manifest = await Task.Factory.StartNew(
+                () => RunRoundAsync(session, work, share, cancellationToken),
+                cancellationToken,
+                TaskCreationOptions.LongRunning,
+                TaskScheduler.Default).Unwrap();
+            var text = JsonSerializer.Serialize(manifest, EmcJson.Options);
+            var signature = "0x" + Convert.ToHexStringLower(_key.SignMessage(Encoding.UTF8.GetBytes(text)));
+            return JsonSerializer.Serialize(new RoundReport(text, signature), EmcJson.Options);
+        }
+        catch (InvalidDataException ex)
+        {
+            throw new TaskFailedException(ex.Message, retryable: false);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new TaskFailedException($"the round cannot run here: {ex.Message}", retryable: false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    public void Dispose()
+    {
+        _session?.Dispose();
+        _gate.Dispose();
+    }
+
+    private async Task<RoundManifest> RunRoundAsync(JobSession session, RoundWork work, MemberWork share, CancellationToken cancellationToken)
+    {
+        var model = session.Model;
+        float[] start;
+        string baseHash;
+        if (work.Weights is { } weightsHash)
+        {
+            var bytes = await _blobs.GetBytesAsync(weightsHash, cancellationToken);
+            start = WeightsCodec.Decode(bytes, work.VectorLength > 0 ? work.VectorLength : model.VectorLength);
+            model.WriteVector(start);
+            baseHash = weightsHash;
+            _blobs.Evict(session.SeenWeights, new HashSet<string> { weightsHash });
+            session.SeenWeights.Clear();
+            session.SeenWeights.Add(weightsHash);
+        }
+        else
+        {
+            // First round: every member builds W(0) from the job's seed; the coordinator adopts the majority's build.
+            session.ResetModel();
+            model = session.Model;
+            start = model.ReadVector();
+            var encoded = WeightsCodec.Encode(start);
+            baseHash = share.UploadInitialWeights ? await _blobs.UploadAsync(encoded, cancellationToken) : Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(encoded));
+        }
+
+        EvalStats? eval = null;
+        if (work.EvalSplit is not null && share.EvalCount > 0 && session.Eval is { } evalSet)
+        {
+            var first = work.EvalFirst + share.EvalStart;
+            var indices = new long[share.EvalCount];
+            for (var i = 0; i < indices.Length; i++)
+            {
+                indices[i] = session.Position(first + i);
+            }
+
+            var result = Evaluator.Evaluate(model, evalSet, indices, Math.Max(256, work.BatchSize));
+            eval = new EvalStats(result.LossSum, result.Correct, result.Count);
+        }
+
+        var losses = new List<float>();
+        var steps = 0;
+        var watch = Stopwatch.StartNew();
+        string? update = null;
+        long updateBytes = 0;
+        if (share.Steps > 0)
+        {
+            var stream = new SampleStream(work.Seed, work.Shuffle, work.TrainExamples);
+            var batches = stream.Batches(share.StreamStart, share.Steps, work.BatchSize);
+            if (session.IsText)
+            {
+                foreach (var batch in batches)
+                {
+                    for (var i = 0; i < batch.Length; i++)
+                    {
+                        batch[i] = session.Position(batch[i]);
+                    }
+                }
+            }
+
+            // Chunks let a slow node stop at its time budget and still hand in what it did.
+            var budget = TimeSpan.FromSeconds(work.TimeBudgetSeconds > 0 ? work.TimeBudgetSeconds : double.MaxValue / 2);
+            const int Chunk = 8;
+            while (steps < batches.Count && (steps == 0 || watch.Elapsed < budget))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var take = Math.Min(Chunk, batches.Count - steps);
+                var result = session.Trainer.Run(model, session.Train, batches.Skip(steps).Take(take).ToList(), share.StepOffset + steps, cancellationToken);
+                losses.AddRange(result.Losses);
+                steps += take;
+            }
+
+            var theta = model.ReadVector();
+            var delta = new float[start.Length];
+            for (var i = 0; i < delta.Length; i++)
+            {
+                delta[i] = start[i] - theta[i];
+            }
+
+            var encodedUpdate = UpdateCodec.Encode(delta, work.Precision);
+            update = await _blobs.UploadAsync(encodedUpdate, cancellationToken);
+            updateBytes = encodedUpdate.Length;
+        }
+
+        watch.Stop();
+        Log.RoundDone(_logger, work.JobId, work.Round, steps, losses.Count > 0 ? losses[^1] : float.NaN, watch.Elapsed.TotalSeconds);
+        return new RoundManifest
+        {
+            JobId = work.JobId,
+            Round = work.Round,
+            Node = _key.Address.ToString(),
+            BaseWeights = baseHash,
+            VectorLength = start.Length,
+            Update = update,
+            UpdateBytes = updateBytes,
+            Precision = work.Precision,
+            StreamStart = share.StreamStart,
+            Steps = steps,
+            Samples = (long)steps * work.BatchSize,
+            Losses = losses,
+            TrainSeconds = Math.Round(watch.Elapsed.TotalSeconds, 4),
+            Eval = eval,
+        };
+    }
+
+    private async Task<JobSession> SessionAsync(RoundWork work, string device, CancellationToken cancellationToken)
+    {
+        var key = $"{work.JobId}|{work.DatasetManifest}|{device}";
+        if (_session is { } current && current.Key == key && current.Inner == work.Inner && current.MicroBatch == work.MicroBatch && current.TotalSteps == work.TotalSteps)
+        {
+            return current;
+        }
+
+        _session?.Dispose();
+        _session = null;
+        var manifestBytes = await _blobs.GetBytesAsync(work.DatasetManifest, cancellationToken);
+        var manifest = JsonSerializer.Deserialize<DatasetManifest>(manifestBytes, EmcJson.Options)
+            ?? throw new InvalidDataException("the dataset manifest is empty");
+        if (!manifest.Splits.TryGetValue(work.TrainSplit, out var trainSplit))
+        {
+            throw new InvalidDataException($"the dataset has no '{work.TrainSplit}' split");
+        }
+
+        var train = await LoadSplitAsync(trainSplit, cancellationToken);
+        ExampleSet? eval = null;
+        if (work.EvalSplit is { } evalName)
+        {
+            eval = evalName == work.TrainSplit
+                ? train
+                : manifest.Splits.TryGetValue(evalName, out var evalSplit) ? await LoadSplitAsync(evalSplit, cancellationToken) : throw new InvalidDataException($"the dataset has no '{evalName}' split");
+        }
+
+        string? script = work.Model.Script is { } scriptHash ? await _blobs.GetPathAsync(scriptHash, cancellationToken) : null;
+        if (Threads > 0)
+        {
+            TorchSharp.torch.set_num_threads(Threads);
+        }
+
+        var isText = manifest.Task == DatasetTask.LanguageModeling;
+        var inner = new InnerOptions
+        {
+            Optimizer = work.Inner.Optimizer ?? InnerOptions.AdamW,
+            LearningRate = work.Inner.LearningRate ?? 1e-3,
+            WeightDecay = work.Inner.WeightDecay ?? 0,
+            Beta1 = work.Inner.Beta1,
+            Beta2 = work.Inner.Beta2,
+            Momentum = work.Inner.Momentum,
+            Schedule = work.Inner.Schedule,
+            WarmupSteps = work.Inner.WarmupSteps,
+            TotalSteps = Math.Max(1, work.TotalSteps),
+            MinLrFraction = work.Inner.MinLrFraction,
+            MicroBatch = work.MicroBatch,
+            GradClip = work.Inner.GradClip,
+        };
+        var session = new JobSession(
+            key,
+            () => TrainableModel.Create(work.Model, trainSplit.SampleShape, trainSplit.Classes, isText, device, work.Seed, script),
+            new InnerTrainer(inner),
+            train,
+            eval,
+            isText,
+            isText ? work.Model.Context ?? 128 : 0)
+        {
+            Inner = work.Inner,
+            MicroBatch = work.MicroBatch,
+            TotalSteps = work.TotalSteps,
+        };
+        _session = session;
+        return session;
+    }
+
+    private async Task<ExampleSet> LoadSplitAsync(SplitManifest split, CancellationToken cancellationToken)
+    {
+        var blocks = new List<ExampleBlock>(split.Shards.Count);
+        foreach (var shard in split.Shards.OrderBy(s => s.First))
+        {
+            var bytes = await _blobs.GetBytesAsync(shard.Sha256, cancellationToken);
+            blocks.Add(ShardCodec.Decode(bytes));
+        }
+
+        return new ExampleSet(blocks);
+    }
+
+    /// <summary>What a node keeps between rounds of one job.</summary>
+    private sealed class JobSession(string key, Func<TrainableModel> build, InnerTrainer trainer, ExampleSet train, ExampleSet? eval, bool isText, int context) : IDisposable
+    {
+        private TrainableModel? _model;
+
+        public string Key { get; } = key;
+
+        public required InnerOptimizerSpec Inner { get; init; }
+
+        public int MicroBatch { get; init; }
+
+        public long TotalSteps { get; init; }
+
+        public TrainableModel Model => _model ??= build();
+
+        public InnerTrainer Trainer { get; } = trainer;
+
+        public ExampleSet Train { get; } = train;
+
+        public ExampleSet? Eval { get; } = eval;
+
+        public bool IsText { get; } = isText;
+
+        public HashSet<string> SeenWeights { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>The example index, or for text the first byte of window <paramref name="index"/>.</summary>
+        public long Position(long index) => IsText ? index * context : index;
+
+        /// <summary>A fresh model from the seed and fresh optimizer state (the job's first round).</summary>
+        public void ResetModel()
+        {
+            _model?.Dispose();
+            _model = null;
+            Trainer.ResetState();
+        }
+
+        public void Dispose()
+        {
+            _model?.Dispose();
+            Trainer.Dispose();
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "Training {JobId} round {Round}: {Steps} steps, last loss {Loss:0.####}, {Seconds:0.##} s")]
+        public static partial void RoundDone(ILogger logger, string jobId, long round, int steps, float loss, double seconds);
+    }
+}
