@@ -5,6 +5,7 @@ var root = new RootCommand(
     "EMC (EdgeMatrix Computing): one network of GPUs that trains and serves AI models.\n" +
     "Run `emc up` for a local network, `emc coordinator` and `emc node` for real ones.")
 {
+    DemoCommand.Create(),
     CoordinatorCommand.Create(),
     NodeCommand.Create(),
     UpCommand.Create(),
@@ -13,6 +14,9 @@ var root = new RootCommand(
     JobsCommands.Jobs(),
     JobsCommands.Tasks(),
     JobsCommands.Cancel(),
+    DataCommand.Create(),
+    TrainCommand.Create(),
+    ModelCommand.Create(),
     BenchCommand.Create(),
 };
 

@@ -15,7 +15,7 @@ public sealed class EmcApiException(HttpStatusCode? status, string message) : Ex
 }
 
 /// <summary>The typed client of the coordinator's REST API (/api/v1), used by the CLI and the tests.</summary>
-public sealed class EmcApiClient(HttpClient http)
+public sealed partial class EmcApiClient(HttpClient http)
 {
     /// <summary>Makes a client for the coordinator at <paramref name="coordinator"/>.</summary>
     public static EmcApiClient Create(Uri coordinator, TimeSpan? timeout = null) =>

@@ -26,7 +26,12 @@ internal static class NodeCommand
             Description = "Asking price in ledger micro-units per device-hour, a whole number >= 0. Default 0: the network default.",
             DefaultValueFactory = _ => "0",
         };
-        var command = new Command("node", "Run a node agent: register with the coordinator and take work.") { coordinator, name, data, devices, labels, price };
+        var threads = new Option<int>("--training-threads")
+        {
+            Description = "CPU threads for training (0 = every core, the default). Several nodes on one machine share its cores.",
+            DefaultValueFactory = _ => 0,
+        };
+        var command = new Command("node", "Run a node agent: register with the coordinator and take work.") { coordinator, name, data, devices, labels, price, threads };
         command.SetAction(async (result, _) =>
         {
             NodeAgentOptions options;
@@ -40,6 +45,7 @@ internal static class NodeCommand
                     Devices = result.GetValue(devices)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
                     Labels = NodeOptionParser.ParseLabels(result.GetValue(labels) ?? []),
                     Price = NodeOptionParser.ParsePrice(result.GetValue(price)),
+                    TrainingThreads = result.GetValue(threads) is var t and >= 0 and <= 1024 ? t : throw new ArgumentException("--training-threads must be 0 to 1024."),
                 };
             }
             catch (ArgumentException ex)

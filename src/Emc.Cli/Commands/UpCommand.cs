@@ -1,8 +1,5 @@
 using System.CommandLine;
-using System.Diagnostics;
 using Emc.Cli.Infrastructure;
-using Emc.Client;
-using Emc.Core.Registry;
 
 namespace Emc.Cli.Commands;
 
@@ -39,134 +36,39 @@ internal static class UpCommand
 
     private static async Task<int> RunAsync(string root, int count, string urls, string grpcUrls, TimeSpan timeout, CancellationToken stop)
     {
-        var logs = Path.Combine(root, "logs");
-        var coordinatorData = Path.Combine(root, "coordinator");
-        var endpointsFile = Path.Combine(coordinatorData, "endpoints.json");
-        if (File.Exists(endpointsFile))
-        {
-            File.Delete(endpointsFile);
-        }
-        Console.WriteLine($"Starting a coordinator and {count} nodes (data {root}, logs {logs}) ...");
-        var coordinator = SelfProcess.Start(
-            ["coordinator", "--data", coordinatorData, "--urls", urls, "--grpc-urls", grpcUrls],
-            Path.Combine(logs, "coordinator.log"));
-        var nodeProcesses = new List<Process>();
+        Console.WriteLine($"Starting a coordinator and {count} nodes (data {root}, logs {Path.Combine(root, "logs")}) ...");
+        LocalNetwork network;
         try
         {
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stop);
-            deadline.CancelAfter(timeout);
-
-            // The coordinator writes its bound addresses once it listens (port 0 becomes a real port).
-            Uri? apiUrl = null;
-            if (!await WaitAsync(() => Task.FromResult((apiUrl = ReadApiUrl(endpointsFile, coordinator.Id)) is not null), coordinator, deadline.Token))
-            {
-                return await FailAsync(coordinator, logs, "the coordinator did not start", stop);
-            }
-
-            var client = EmcApiClient.Create(apiUrl!, TimeSpan.FromSeconds(5));
-            if (!await WaitAsync(() => client.IsReadyAsync(deadline.Token), coordinator, deadline.Token))
-            {
-                return await FailAsync(coordinator, logs, "the coordinator did not become ready", stop);
-            }
-
-            for (var i = 1; i <= count; i++)
-            {
-                var name = $"node-{i}";
-                nodeProcesses.Add(SelfProcess.Start(
-                    ["node", "--coordinator", apiUrl!.ToString(), "--name", name, "--data", Path.Combine(root, "nodes", name)],
-                    Path.Combine(logs, $"{name}.log")));
-            }
-
-            var names = Enumerable.Range(1, count).Select(i => $"node-{i}").ToHashSet();
-            var allConnected = await WaitAsync(
-                async () =>
-                {
-                    var connected = await client.GetNodesAsync(NodeStatus.Connected, deadline.Token);
-                    return names.IsSubsetOf(connected.Select(n => n.Name));
-                },
-                coordinator,
-                deadline.Token);
-            if (!allConnected)
-            {
-                return await FailAsync(coordinator, logs, $"not all {count} nodes connected", stop);
-            }
-
-            Console.WriteLine($"EMC is up: API {apiUrl} with {count} nodes connected. `emc nodes` lists them; Ctrl-C stops everything.");
-            await Task.WhenAny(Task.Delay(Timeout.Infinite, stop), coordinator.WaitForExitAsync(CancellationToken.None));
-            if (!stop.IsCancellationRequested)
-            {
-                await Console.Error.WriteLineAsync($"emc up: the coordinator exited with code {coordinator.ExitCode}; see {logs}/coordinator.log.");
-                return 1;
-            }
-
-            return 0;
+            network = await LocalNetwork.StartAsync(root, count, urls, grpcUrls, [], timeout, stop);
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {
             return 0;
         }
-        finally
+        catch (InvalidOperationException ex)
         {
+            if (stop.IsCancellationRequested)
+            {
+                return 0;
+            }
+
+            await Console.Error.WriteLineAsync($"emc up: {ex.Message}.");
+            return 1;
+        }
+
+        await using (network)
+        {
+            Console.WriteLine($"EMC is up: API {network.ApiUrl} with {count} nodes connected. `emc nodes` lists them; Ctrl-C stops everything.");
+            await Task.WhenAny(Task.Delay(Timeout.Infinite, stop).ContinueWith(_ => { }, TaskScheduler.Default), network.Coordinator.WaitForExitAsync(CancellationToken.None));
+            var exited = !stop.IsCancellationRequested;
+            if (exited)
+            {
+                await Console.Error.WriteLineAsync($"emc up: the coordinator exited with code {network.Coordinator.ExitCode}; see {network.Logs}/coordinator.log.");
+            }
+
             Console.WriteLine("Stopping: nodes drain first, then the coordinator ...");
-            await Task.WhenAll(nodeProcesses.Select(p => SelfProcess.StopAsync(p, TimeSpan.FromSeconds(30))));
-            await SelfProcess.StopAsync(coordinator, TimeSpan.FromSeconds(30));
-            Console.WriteLine("Stopped.");
+            return exited ? 1 : 0;
         }
-    }
-
-    private static async Task<bool> WaitAsync(Func<Task<bool>> condition, Process coordinator, CancellationToken cancellationToken)
-    {
-        while (!cancellationToken.IsCancellationRequested && !coordinator.HasExited)
-        {
-            try
-            {
-                if (await condition())
-                {
-                    return true;
-                }
-            }
-            catch (Exception ex) when (ex is EmcApiException or HttpRequestException or TaskCanceledException)
-            {
-                // Not up yet.
-            }
-
-            try
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(250), cancellationToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return false;
-            }
-        }
-
-        return false;
-    }
-
-    private static Uri? ReadApiUrl(string endpointsFile, int pid)
-    {
-        try
-        {
-            using var document = System.Text.Json.JsonDocument.Parse(File.ReadAllText(endpointsFile));
-            return document.RootElement.GetProperty("pid").GetInt32() == pid
-                ? new Uri(document.RootElement.GetProperty("api").GetString()!)
-                : null;
-        }
-        catch (Exception ex) when (ex is IOException or System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException)
-        {
-            return null;
-        }
-    }
-
-    private static async Task<int> FailAsync(Process coordinator, string logs, string what, CancellationToken stop)
-    {
-        if (stop.IsCancellationRequested)
-        {
-            return 0;
-        }
-
-        var reason = coordinator.HasExited ? $"the coordinator exited with code {coordinator.ExitCode}" : what;
-        await Console.Error.WriteLineAsync($"emc up: {reason}; see the logs in {logs}.");
-        return 1;
     }
 }

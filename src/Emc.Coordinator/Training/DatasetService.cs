@@ -3,11 +3,9 @@ using Emc.Coordinator.Blobs;
 using Emc.Coordinator.Persistence;
 using Emc.Core.Data;
 using Emc.Core.Scheduling;
+using Emc.Core.Training;
 
 namespace Emc.Coordinator.Training;
-
-/// <summary>A dataset as the API shows it: its name, manifest hash and the manifest.</summary>
-public sealed record DatasetView(string Name, string ManifestHash, long Bytes, DateTimeOffset CreatedAt, DatasetManifest Manifest);
 
 /// <summary>
 /// Uploads: parse and validate every file, cut each split into shards, store the shards and the

@@ -170,3 +170,6 @@ public sealed record ModelDescriptor
 
     public DateTimeOffset CreatedAt { get; init; }
 }
+
+/// <summary>A dataset as the API shows it: its name, manifest hash and the manifest.</summary>
+public sealed record DatasetView(string Name, string ManifestHash, long Bytes, DateTimeOffset CreatedAt, Data.DatasetManifest Manifest);
