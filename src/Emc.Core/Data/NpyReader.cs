@@ -16,7 +16,7 @@ internal static class NpyReader
 
     public static ParsedPart Read(SourceStream source, string split, bool isLabels)
     {
-        Span<byte> preamble = stackalloc byte[10];
+        Span<byte> preamble = stackalloc byte[12];
         var got = source.ReadAtMost(preamble[..8]);
         if (got < 8 || !preamble[..6].SequenceEqual(Magic))
         {
