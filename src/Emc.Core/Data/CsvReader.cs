@@ -203,12 +203,13 @@ internal static class CsvReader
                 if (position < text.Length && text[position] == (byte)'"')
                 {
                     var start = ++position;
+                    var startRow = row;
                     var escaped = false;
                     while (true)
                     {
                         if (position >= text.Length)
                         {
-                            throw source.Error($"row {row}: a quoted field is not closed before the end of the file");
+                            throw source.Error($"row {startRow}: a quoted field is not closed before the end of the file");
                         }
 
                         var b = text[position];
