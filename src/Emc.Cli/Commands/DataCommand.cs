@@ -12,6 +12,8 @@ namespace Emc.Cli.Commands;
 /// <summary>`emc data upload|list|show|rm`: datasets for training.</summary>
 internal static class DataCommand
 {
+    private static readonly string[] Header = ["NAME", "FORMAT", "TASK", "SPLITS", "SIZE", "CREATED"];
+
     public static Command Create() => new("data", "Datasets: upload (validated, sharded, content-addressed), list, show, remove.")
     {
         Upload(),
@@ -72,7 +74,7 @@ internal static class DataCommand
                 return;
             }
 
-            var rows = new List<string[]> { new[] { "NAME", "FORMAT", "TASK", "SPLITS", "SIZE", "CREATED" } };
+            var rows = new List<string[]> { Header };
             rows.AddRange(datasets.Select(d => new[]
             {
                 d.Name,

@@ -12,6 +12,8 @@ namespace Emc.Cli.Commands;
 /// <summary>`emc model list|show|pull`: the model registry (models trained through the network).</summary>
 internal static class ModelCommand
 {
+    private static readonly string[] Header = ["NAME", "VERSION", "FORMAT", "ARCHITECTURE", "PARAMETERS", "METRIC", "FROM", "CREATED"];
+
     public static Command Create() => new("model", "The model registry: list, show and pull trained models.")
     {
         List(),
@@ -33,7 +35,7 @@ internal static class ModelCommand
                 return;
             }
 
-            var rows = new List<string[]> { new[] { "NAME", "VERSION", "FORMAT", "ARCHITECTURE", "PARAMETERS", "METRIC", "FROM", "CREATED" } };
+            var rows = new List<string[]> { Header };
             rows.AddRange(models.Select(m => new[]
             {
                 m.Name,

@@ -13,6 +13,9 @@ namespace Emc.Cli.Commands;
 /// <summary>`emc train submit|list|status|watch|cancel`: distributed training jobs.</summary>
 internal static class TrainCommand
 {
+    private static readonly string[] Header0 = ["ID", "NAME", "STATE", "MODEL", "DATASET", "ALGO", "ROUND", "SAMPLES", "ACCURACY", "REASON"];
+    private static readonly string[] Header1 = ["  NODE", "ROUNDS", "ACCEPTED", "REJECTED", "DROPPED", "SAMPLES", "SAMPLES/S", "SENT"];
+
     public static Command Create() => new("train", "Training jobs: DiLoCo (default) or synchronous data parallel across nodes.")
     {
         Submit(),
@@ -192,7 +195,7 @@ internal static class TrainCommand
                     return;
                 }
 
-                var rows = new List<string[]> { new[] { "ID", "NAME", "STATE", "MODEL", "DATASET", "ALGO", "ROUND", "SAMPLES", "ACCURACY", "REASON" } };
+                var rows = new List<string[]> { Header0 };
                 rows.AddRange(jobs.Select(j => new[]
                 {
                     j.Id,
@@ -343,7 +346,7 @@ internal static class TrainCommand
 
         if (job.Nodes.Count > 0)
         {
-            var rows = new List<string[]> { new[] { "  NODE", "ROUNDS", "ACCEPTED", "REJECTED", "DROPPED", "SAMPLES", "SAMPLES/S", "SENT" } };
+            var rows = new List<string[]> { Header1 };
             rows.AddRange(job.Nodes.OrderBy(n => n.Key, StringComparer.Ordinal).Select(n => new[]
             {
                 "  " + n.Key,

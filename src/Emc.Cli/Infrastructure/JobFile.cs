@@ -47,7 +47,7 @@ internal static class JobFile
         _ => throw new FormatException($"unsupported YAML node at line {node.Start.Line}"),
     };
 
-    private static JsonNode? Scalar(YamlScalarNode scalar)
+    private static JsonValue? Scalar(YamlScalarNode scalar)
     {
         var value = scalar.Value ?? "";
         if (scalar.Style is ScalarStyle.SingleQuoted or ScalarStyle.DoubleQuoted or ScalarStyle.Literal or ScalarStyle.Folded)

@@ -46,7 +46,7 @@ public sealed class TrainingJobRow
     /// <summary>Inner steps taken so far (by the median node), for the learning-rate schedule.</summary>
     public long StepCount { get; set; }
 
-    /// <summary>Per-node contributions and speeds (<see cref="Training.TrainingProgress"/> as JSON).</summary>
+    /// <summary>Per-node contributions and speeds (<see cref="Core.Training.TrainingProgress"/> as JSON).</summary>
     public string ProgressJson { get; set; } = "{}";
 
     /// <summary>The scheduler job of the round in flight, if any.</summary>

@@ -57,29 +57,13 @@ public sealed class DatasetService(TrainingStore store, BlobStore blobs, TimePro
         }
 
         var written = new List<string>();
-        var splits = new Dictionary<string, SplitManifest>(StringComparer.Ordinal);
-        foreach (var (splitName, split) in parsed.Splits)
+        var shards = DatasetSharder.ShardAll(parsed);
+        foreach (var shard in shards.Values.SelectMany(s => s))
         {
-            var shards = new List<ShardInfo>();
-            foreach (var shard in DatasetSharder.Shard(split))
-            {
-                var hash = await blobs.PutAsync(shard.Bytes, cancellationToken);
-                written.Add(hash);
-                shards.Add(new ShardInfo { Sha256 = hash, First = shard.First, Count = shard.Count, Bytes = shard.Bytes.Length });
-            }
-
-            splits[splitName] = new SplitManifest
-            {
-                Count = split.Count,
-                SampleShape = split.SampleShape,
-                ElementType = split.ElementType,
-                Classes = split.Classes,
-                Shards = shards,
-                Bytes = shards.Sum(s => s.Bytes),
-            };
+            written.Add(await blobs.PutAsync(shard.Bytes, cancellationToken));
         }
 
-        var manifest = new DatasetManifest { Name = name, Format = DatasetFormats.ToText(parsedFormat), Task = parsed.Task, Splits = splits };
+        var manifest = DatasetManifests.Create(name, parsedFormat, parsed, shards);
         var manifestJson = TrainingJson.Write(manifest);
         var manifestHash = await blobs.PutAsync(Encoding.UTF8.GetBytes(manifestJson), cancellationToken);
         written.Add(manifestHash);
@@ -89,7 +73,7 @@ public sealed class DatasetService(TrainingStore store, BlobStore blobs, TimePro
             ManifestHash = manifestHash,
             ManifestJson = manifestJson,
             Format = manifest.Format,
-            Bytes = splits.Values.Sum(s => s.Bytes),
+            Bytes = manifest.Splits.Values.Sum(s => s.Bytes),
             CreatedAtUnixMs = time.GetUtcNow().ToUnixTimeMilliseconds(),
         };
         if (!await store.AddDatasetAsync(row, cancellationToken))

@@ -368,7 +368,7 @@ public sealed partial class TrainingService : BackgroundService
         Log.RoundPlanned(_logger, job.Row.Id, number, members.Count, planned, view.Id);
     }
 
-    private TimeSpan DeadlineFor(ActiveJob job, bool final)
+    private static TimeSpan DeadlineFor(ActiveJob job, bool final)
     {
         var initial = TimeSpan.FromSeconds(job.Spec.InitialDeadlineSeconds);
         if (final)
@@ -719,7 +719,7 @@ public sealed partial class TrainingService : BackgroundService
         return momentum is null ? new OuterOptimizer(options, job.Master!.Length) : new OuterOptimizer(options, momentum);
     }
 
-    private RoundSummary Summarize(ActiveJob job, RoundState round, List<MemberOutcome> accepted, DateTimeOffset now, Dictionary<string, string> leftOut)
+    private static RoundSummary Summarize(ActiveJob job, RoundState round, List<MemberOutcome> accepted, DateTimeOffset now, Dictionary<string, string> leftOut)
     {
         foreach (var (node, outcome) in round.Outcomes)
         {

@@ -152,7 +152,7 @@ public static class JobSpecValidator
     /// <summary>1–64 characters of letters, digits and . _ - :</summary>
     public static bool IsIdentifier(string? text) => IsIdentifier(text, MaxIdChars);
 
-    private static bool IsIdentifier(string? text, int maxChars)
+    internal static bool IsIdentifier(string? text, int maxChars)
     {
         if (string.IsNullOrEmpty(text) || text.Length > maxChars)
         {
