@@ -32,6 +32,37 @@ namespace Emc.Coordinator.Persistence.Migrations
                     b.ToTable("account_weights", (string)null);
                 });
 
+            modelBuilder.Entity("Emc.Coordinator.Persistence.DatasetRow", b =>
+                {
+                    b.Property<string>("Name")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("Bytes")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("CreatedAtUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Format")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("ManifestHash")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("ManifestJson")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Name");
+
+                    b.ToTable("datasets", (string)null);
+                });
+
             modelBuilder.Entity("Emc.Coordinator.Persistence.JobRow", b =>
                 {
                     b.Property<string>("Id")
@@ -53,6 +84,10 @@ namespace Emc.Coordinator.Persistence.Migrations
                         .IsRequired()
                         .HasColumnType("TEXT")
                         .HasColumnName("demand");
+
+                    b.Property<bool>("Elastic")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("elastic");
 
                     b.Property<long?>("FinishedAtUnixMs")
                         .HasColumnType("INTEGER")
@@ -120,6 +155,44 @@ namespace Emc.Coordinator.Persistence.Migrations
                     b.HasIndex("State");
 
                     b.ToTable("jobs", (string)null);
+                });
+
+            modelBuilder.Entity("Emc.Coordinator.Persistence.ModelRow", b =>
+                {
+                    b.Property<string>("Name")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("Version")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("Bytes")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("CreatedAtUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("DescriptorJson")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Format")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("SourceJob")
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("WeightsHash")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Name", "Version");
+
+                    b.ToTable("models", (string)null);
                 });
 
             modelBuilder.Entity("Emc.Coordinator.Persistence.NodeRecord", b =>
@@ -346,6 +419,119 @@ namespace Emc.Coordinator.Persistence.Migrations
                         .IsUnique();
 
                     b.ToTable("tasks", (string)null);
+                });
+
+            modelBuilder.Entity("Emc.Coordinator.Persistence.TrainingJobRow", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Account")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("CreatedAtUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long?>("FinishedAtUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("IdempotencyKey")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("ModelName")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<int?>("ModelVersion")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("MomentumHash")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("Number")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("ProgressJson")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Reason")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("Round")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("RoundJobId")
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("SpecJson")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("State")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("StepCount")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("StreamPosition")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("UpdatedAtUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("VectorLength")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("WeightsHash")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("IdempotencyKey")
+                        .IsUnique();
+
+                    b.HasIndex("Number")
+                        .IsUnique();
+
+                    b.HasIndex("State");
+
+                    b.ToTable("training_jobs", (string)null);
+                });
+
+            modelBuilder.Entity("Emc.Coordinator.Persistence.TrainingRoundRow", b =>
+                {
+                    b.Property<string>("JobId")
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("Round")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("CreatedAtUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("SummaryJson")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("JobId", "Round");
+
+                    b.ToTable("training_rounds", (string)null);
                 });
 #pragma warning restore 612, 618
         }
