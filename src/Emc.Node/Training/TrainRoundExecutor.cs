@@ -74,6 +74,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         }
         catch (ArgumentException ex)
         {
+            Log.RoundFailed(_logger, work.JobId, work.Round, ex);
             throw new TaskFailedException($"the round cannot run here: {ex.Message}", retryable: false);
         }
         finally
@@ -315,7 +316,10 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "Training {JobId} round {Round}: {Steps} steps, last loss {Loss:0.####}, {Seconds:0.##} s")]
+        [LoggerMessage(EventId = 301, Level = LogLevel.Error, Message = "Training {JobId} round {Round} failed")]
+        public static partial void RoundFailed(ILogger logger, string jobId, long round, Exception exception);
+
+        [LoggerMessage(EventId = 302, Level = LogLevel.Information, Message = "Training {JobId} round {Round}: {Steps} steps, last loss {Loss:0.####}, {Seconds:0.##} s")]
         public static partial void RoundDone(ILogger logger, string jobId, long round, int steps, float loss, double seconds);
     }
 }
