@@ -62,15 +62,14 @@ internal sealed class SourceStream : IDisposable
     /// <summary>Opens an upload, decompressing it when it starts with the gzip magic.</summary>
     public static SourceStream Open(DatasetSource source, DecompressionBudget budget)
     {
-        var raw = new MemoryStream(source.Content, writable: false);
         if (!IsGzip(source.Content))
         {
-            return new SourceStream(source.FileName, raw, budget, source.Content.Length, exact: true);
+            return new SourceStream(source.FileName, new MemoryStream(source.Content, writable: false), budget, source.Content.Length, exact: true);
         }
 
         // ISIZE, the last four bytes, is the uncompressed length modulo 2^32 of the last gzip member.
         long? hint = source.Content.Length >= 18 ? BinaryPrimitives.ReadUInt32LittleEndian(source.Content.AsSpan(^4)) : null;
-        return new SourceStream(source.FileName, new GZipStream(raw, CompressionMode.Decompress), budget, Plausible(hint, source.Content.Length), exact: false);
+        return new SourceStream(source.FileName, new GzipReader(source.Content), budget, Plausible(hint, source.Content.Length), exact: false);
     }
 
     /// <summary>Wraps a stream whose length is given (a zip entry's declared size).</summary>

@@ -145,3 +145,98 @@ public sealed class DatasetParserTests
         Assert.Throws<ArgumentException>(() => DatasetParser.Parse(files, DatasetFormat.Text, new DatasetParseOptions { LabelColumn = " " }));
     }
 }
+
+public sealed class MalformedGzipTests
+{
+    public static TheoryData<byte[]> Files()
+    {
+        var whole = DataFiles.Gzip(DataFiles.IdxImages(50, 8, 8));
+        return new TheoryData<byte[]>
+        {
+            new byte[] { 0x1f, 0x8b },
+            new byte[] { 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3 },
+            new byte[] { 0x1f, 0x8b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18 },
+            whole[..(whole.Length / 2)],
+            whole[..^4],
+        };
+    }
+
+    [Theory]
+    [MemberData(nameof(Files))]
+    public void Parse_MalformedGzip_ThrowsDatasetFormatException(byte[] content)
+    {
+        foreach (var format in Enum.GetValues<DatasetFormat>())
+        {
+            var ex = Assert.Throws<DatasetFormatException>(() => DataFiles.Parse(format, DataFiles.Source("x_train-images.gz", content)));
+            Assert.StartsWith("x_train-images.gz: ", ex.Message, StringComparison.Ordinal);
+        }
+    }
+}
+
+public sealed class GzipTests
+{
+    private static byte[] ReadAll(byte[] gzip)
+    {
+        using var reader = new GzipReader(gzip);
+        using var output = new MemoryStream();
+        reader.CopyTo(output);
+        return output.ToArray();
+    }
+
+    [Fact]
+    public void Crc32_CheckValue_IsCbf43926()
+    {
+        Assert.Equal(0xCBF43926u, Crc32.Update(0, "123456789"u8));
+    }
+
+    [Fact]
+    public void Read_ConcatenatedMembers_GivesBothTexts()
+    {
+        byte[] joined = [.. DataFiles.Gzip(DataFiles.Utf8("hello ")), .. DataFiles.Gzip(DataFiles.Utf8("world"))];
+
+        Assert.Equal(DataFiles.Utf8("hello world"), ReadAll(joined));
+    }
+
+    [Fact]
+    public void Read_HeaderWithFileNameAndComment_SkipsThem()
+    {
+        var plain = DataFiles.Gzip(DataFiles.Utf8("text"));
+        byte[] named = [.. plain[..3], 0x18, .. plain[4..10], .. "a.txt\0"u8, .. "note\0"u8, .. plain[10..]];
+
+        Assert.Equal(DataFiles.Utf8("text"), ReadAll(named));
+    }
+
+    [Fact]
+    public void Read_LargeData_RoundTrips()
+    {
+        var data = DataFiles.Pattern(3_000_000, seed: 5);
+
+        Assert.Equal(data, ReadAll(DataFiles.Gzip(data)));
+    }
+
+    [Fact]
+    public void Read_TrailingGarbage_Throws()
+    {
+        byte[] file = [.. DataFiles.Gzip(DataFiles.Utf8("text")), 1, 2, 3];
+
+        var ex = Assert.Throws<InvalidDataException>(() => ReadAll(file));
+        Assert.Contains("3 bytes of trailing data", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Read_WrongCrc_Throws()
+    {
+        var file = DataFiles.Gzip(DataFiles.Utf8("text"));
+        file[^8] ^= 1;
+
+        Assert.Throws<InvalidDataException>(() => ReadAll(file));
+    }
+
+    [Fact]
+    public void Parse_TruncatedGzipText_SaysTruncated()
+    {
+        var file = DataFiles.Gzip(DataFiles.Pattern(100_000));
+
+        DataFiles.Fails(DatasetFormat.Text, [DataFiles.Source("corpus.txt.gz", file[..^20])], "corpus.txt.gz: corrupt compressed data: the gzip data is truncated");
+    }
+}
