@@ -804,6 +804,12 @@ public sealed partial class TrainingService : BackgroundService
 
     private async Task EmptyRoundAsync(ActiveJob job, RoundState round, string reason, CancellationToken cancellationToken)
     {
+        var why = round.Outcomes.Where(o => o.Value.Rejected is not null).Select(o => $"{o.Key}: {o.Value.Rejected}").Distinct().Take(4).ToList();
+        if (why.Count > 0)
+        {
+            reason = $"{reason} ({string.Join("; ", why)})";
+        }
+
         job.Progress.EmptyRounds++;
         job.Row.StreamPosition = round.NextStreamPosition;
         if (job.Progress.EmptyRounds >= _options.MaxEmptyRounds)

@@ -221,6 +221,8 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         }
 
         string? script = work.Model.Script is { } scriptHash ? await _blobs.GetPathAsync(scriptHash, cancellationToken) : null;
+        // libtorch's native library is fixed up and loaded here, before the first torch call.
+        Compute.TorchRuntime.EnsureInitialized();
         if (Threads > 0)
         {
             TorchSharp.torch.set_num_threads(Threads);
