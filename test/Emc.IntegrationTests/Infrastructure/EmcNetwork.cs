@@ -35,9 +35,12 @@ public sealed class EmcNetwork : IAsyncDisposable
 
     public IReadOnlyList<EmcProcess?> Nodes => _nodes;
 
-    public static async Task<EmcNetwork> StartAsync(int nodeCount)
+    /// <summary>Extra arguments every node is started with.</summary>
+    public IReadOnlyList<string> NodeArguments { get; private init; } = [];
+
+    public static async Task<EmcNetwork> StartAsync(int nodeCount, params string[] nodeArguments)
     {
-        var network = new EmcNetwork(Directory.CreateTempSubdirectory("emc-net-").FullName, FreePort(), FreePort());
+        var network = new EmcNetwork(Directory.CreateTempSubdirectory("emc-net-").FullName, FreePort(), FreePort()) { NodeArguments = nodeArguments };
         await network.StartCoordinatorAsync();
         for (var i = 0; i < nodeCount; i++)
         {
@@ -62,7 +65,7 @@ public sealed class EmcNetwork : IAsyncDisposable
     public EmcProcess StartNode(int index)
     {
         var node = EmcProcess.Start(
-            "node", "--coordinator", ApiUrl.ToString(), "--name", NodeName(index), "--data", Path.Combine(Root, "nodes", NodeName(index)));
+            ["node", "--coordinator", ApiUrl.ToString(), "--name", NodeName(index), "--data", Path.Combine(Root, "nodes", NodeName(index)), .. NodeArguments]);
         _nodes[index] = node;
         return node;
     }
