@@ -32,7 +32,7 @@ public static class Evaluator
                 var logits = model.Forward(input);
                 var flatLogits = logits.reshape(-1, logits.shape[^1]);
                 var flatTarget = target.reshape(-1);
-                lossSum += nn.functional.cross_entropy(flatLogits, flatTarget, reduction: nn.Reduction.Sum).item<double>();
+                lossSum += nn.functional.cross_entropy(flatLogits, flatTarget, reduction: nn.Reduction.Sum).item<float>();
                 correct += flatLogits.argmax(1).eq(flatTarget).sum().item<long>();
                 count += flatTarget.numel();
             }
