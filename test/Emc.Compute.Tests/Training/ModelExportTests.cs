@@ -90,6 +90,51 @@ public sealed class ModelExportTests
         }
     }
 
+    [PythonFact]
+    public void SaveTorchScript_TrainedScript_LoadsInPyTorchWithTrainedWeights()
+    {
+        var directory = Directory.CreateTempSubdirectory("emc-export-").FullName;
+        try
+        {
+            var data = new ExampleSet(TrainingData.FashionMnist("train", 64));
+            using var model = TorchScriptTrainingTests.LoadScript();
+            using (var trainer = new InnerTrainer(new InnerOptions { Optimizer = InnerOptions.Sgd, LearningRate = 0.05, WeightDecay = 0 }))
+            {
+                trainer.Run(model, data, TrainingData.Consecutive(2, 32), 0, CancellationToken.None);
+            }
+
+            model.Module.eval();
+            using var scope = torch.NewDisposeScope();
+            var (input, _) = data.ClassificationBatch([0, 1, 2], torch.CPU);
+            var expected = model.Forward(input).data<float>().ToArray();
+            var path = Path.Combine(directory, "trained.pt");
+            ModelExport.SaveTorchScript(model, path);
+            var inputPath = Path.Combine(directory, "input.json");
+            File.WriteAllText(inputPath, JsonSerializer.Serialize(input.data<float>().ToArray()));
+            var scriptPath = Path.Combine(directory, "check.py");
+            File.WriteAllText(scriptPath, """
+                import json, sys
+                import torch
+                model = torch.jit.load(sys.argv[1]).eval()
+                with open(sys.argv[2]) as f:
+                    x = torch.tensor(json.load(f), dtype=torch.float32).reshape(3, 1, 28, 28)
+                with torch.no_grad():
+                    print(json.dumps([float(v) for v in model(x).flatten().tolist()]))
+                """);
+
+            var actual = JsonSerializer.Deserialize<float[]>(RunPython([scriptPath, path, inputPath]));
+
+            Assert.NotNull(actual);
+            Assert.Equal(expected.Length, actual.Length);
+            var worst = expected.Zip(actual, (e, a) => Math.Abs(e - a)).Max();
+            Assert.True(worst <= 1e-5, $"PyTorch's logits differ by up to {worst}");
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     [Fact]
     public void SpecJson_Cnn_HoldsDefaultsShapeAndClasses()
     {
