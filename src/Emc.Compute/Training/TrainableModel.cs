@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using Emc.Compute.Training.Zoo;
 using Emc.Core.Training;
 using TorchSharp;
@@ -321,6 +322,16 @@ public sealed class TrainableModel : IDisposable
         if (scriptPath is null || !File.Exists(scriptPath))
         {
             throw new ArgumentException($"a torchscript model needs its file; '{scriptPath}' does not exist", nameof(scriptPath));
+        }
+
+        // The spec names the script by hash; a node must run exactly the file the job was accepted with.
+        using (var stream = File.OpenRead(scriptPath))
+        {
+            var hash = Convert.ToHexStringLower(SHA256.HashData(stream));
+            if (!string.Equals(hash, spec.Script, StringComparison.Ordinal))
+            {
+                throw new ArgumentException($"'{scriptPath}' has SHA-256 {hash}, but the spec names {spec.Script}", nameof(scriptPath));
+            }
         }
 
         var module = torch.jit.load<Tensor, Tensor>(scriptPath, device);

@@ -8,7 +8,7 @@ namespace Emc.Compute.Training.Zoo;
 /// The zoo's <c>cnn</c>: per stage a 3×3 convolution (padding 1), ReLU and 2×2 max-pooling; then
 /// a fully connected layer, ReLU, dropout and the classifier.
 /// </summary>
-internal sealed class CnnNet : nn.Module<Tensor, Tensor>
+internal sealed class CnnNet : ZooModule
 {
     private readonly ModuleList<Conv2d> _convs;
     private readonly Linear _fc;

@@ -9,7 +9,7 @@ namespace Emc.Compute.Training.Zoo;
 /// embeddings, pre-LayerNorm blocks of causal self-attention and a 4× GELU MLP (dropout on each
 /// residual branch), a final LayerNorm and an untied head to the 256 byte values.
 /// </summary>
-internal sealed class GptSmallNet : nn.Module<Tensor, Tensor>
+internal sealed class GptSmallNet : ZooModule
 {
     private readonly Embedding _tokens;
     private readonly Embedding _positions;
@@ -61,7 +61,7 @@ internal sealed class GptSmallNet : nn.Module<Tensor, Tensor>
         return _head.call(_finalNorm.call(x)).MoveToOuterDisposeScope();
     }
 
-    internal sealed class Block : nn.Module<Tensor, Tensor>
+    internal sealed class Block : ZooModule
     {
         private readonly LayerNorm _norm1;
         private readonly Attention _attention;
@@ -92,7 +92,7 @@ internal sealed class GptSmallNet : nn.Module<Tensor, Tensor>
         }
     }
 
-    internal sealed class Attention : nn.Module<Tensor, Tensor>
+    internal sealed class Attention : ZooModule
     {
         private readonly Linear _qkv;
         private readonly Linear _proj;
@@ -120,7 +120,7 @@ internal sealed class GptSmallNet : nn.Module<Tensor, Tensor>
         }
     }
 
-    internal sealed class Mlp : nn.Module<Tensor, Tensor>
+    internal sealed class Mlp : ZooModule
     {
         private readonly Linear _fc;
         private readonly Linear _proj;

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Emc.Compute.Training.Zoo;
 
 /// <summary>The zoo's <c>mlp</c>: flatten, Linear + ReLU (+ dropout) per hidden width, Linear to the classes.</summary>
-internal sealed class MlpNet : nn.Module<Tensor, Tensor>
+internal sealed class MlpNet : ZooModule
 {
     private readonly ModuleList<Linear> _hidden;
     private readonly Linear _head;

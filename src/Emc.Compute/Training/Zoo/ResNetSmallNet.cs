@@ -10,7 +10,7 @@ namespace Emc.Compute.Training.Zoo;
 /// classifier. Blocks are numbered in one list across stages; the first block of every stage
 /// after the first has stride 2.
 /// </summary>
-internal sealed class ResNetSmallNet : nn.Module<Tensor, Tensor>
+internal sealed class ResNetSmallNet : ZooModule
 {
     private readonly Conv2d _stem;
     private readonly GroupNorm _stemNorm;
@@ -86,7 +86,7 @@ internal sealed class ResNetSmallNet : nn.Module<Tensor, Tensor>
         return _fc.call(x).MoveToOuterDisposeScope();
     }
 
-    internal sealed class BasicBlock : nn.Module<Tensor, Tensor>
+    internal sealed class BasicBlock : ZooModule
     {
         private readonly Conv2d _conv1;
         private readonly GroupNorm _norm1;

@@ -8,7 +8,7 @@ namespace Emc.Compute.Training.Zoo;
 /// process-wide one, so that a rerun of the same inner steps (same seed, same step offset)
 /// drops the same units on any thread, whatever else the process trains.
 /// </summary>
-internal sealed class SeededDropout : nn.Module<Tensor, Tensor>
+internal sealed class SeededDropout : ZooModule
 {
     private readonly double _probability;
     private readonly Generator _generator;
