@@ -213,7 +213,11 @@ public sealed partial class TrainingService : BackgroundService
             var planned = round.Work.Members.Count;
             var allIn = round.Outcomes.Count >= planned;
             var enough = job.Spec.CloseFraction < 1 && round.PlannedSamples > 0 && round.ReceivedSamples >= job.Spec.CloseFraction * round.PlannedSamples;
-            var late = round.Deadline is { } deadline && now >= deadline;
+            // The deadline cuts off stragglers; when nobody has reported by then the estimate was
+            // wrong for this round (a loaded machine, a bigger evaluation), so wait up to three times as long.
+            var usable = round.Outcomes.Values.Any(o => o.Rejected is null && o.Manifest is not null);
+            var late = round.Deadline is { } deadline && round.StartedAt is { } started
+                && (usable ? now >= deadline : now >= started + (3 * (deadline - started)));
             if (allIn || enough || late)
             {
                 await CloseRoundAsync(job, round, late && !allIn ? "missed the round's deadline" : "the round closed without it", cancellationToken);
@@ -292,7 +296,9 @@ public sealed partial class TrainingService : BackgroundService
                 StepOffset = job.Row.StepCount,
                 EvalStart = evalStart,
                 EvalCount = (int)(evalEnd - evalStart),
-                UploadInitialWeights = job.Row.WeightsHash is null,
+                // One member uploads the W(0) it built (the others report its hash, which must agree);
+                // after a first round that produced nothing, all of them do.
+                UploadInitialWeights = job.Row.WeightsHash is null && (i == 0 || job.Progress.EmptyRounds > 0),
             };
             position += (long)steps * spec.BatchSize;
             planned += (long)steps * spec.BatchSize;
@@ -319,7 +325,7 @@ public sealed partial class TrainingService : BackgroundService
             Inner = spec.Inner,
             TotalSteps = TotalSteps(job),
             Precision = spec.Precision,
-            TimeBudgetSeconds = Math.Max(1, deadline.TotalSeconds * 0.9),
+            TimeBudgetSeconds = Math.Max(1, deadline.TotalSeconds * 0.8),
             Members = work,
         };
         var input = JsonSerializer.Serialize(roundWork, EmcJson.Options);

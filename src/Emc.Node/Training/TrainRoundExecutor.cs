@@ -91,6 +91,8 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
 
     private async Task<RoundManifest> RunRoundAsync(JobSession session, RoundWork work, MemberWork share, CancellationToken cancellationToken)
     {
+        // The time budget counts from the start of the task: fetching weights and evaluating use it too.
+        var budgetClock = Stopwatch.StartNew();
         var model = session.Model;
         float[] start;
         string baseHash;
@@ -151,7 +153,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
             // Chunks let a slow node stop at its time budget and still hand in what it did.
             var budget = TimeSpan.FromSeconds(work.TimeBudgetSeconds > 0 ? work.TimeBudgetSeconds : double.MaxValue / 2);
             const int Chunk = 8;
-            while (steps < batches.Count && (steps == 0 || watch.Elapsed < budget))
+            while (steps < batches.Count && (steps == 0 || budgetClock.Elapsed < budget))
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var take = Math.Min(Chunk, batches.Count - steps);
