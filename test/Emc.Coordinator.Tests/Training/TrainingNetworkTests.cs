@@ -74,6 +74,55 @@ public sealed class TrainingNetworkTests
     }
 
     [Fact]
+    public async Task Sync_TorchScriptFromPyTorch_FollowsPyTorchsLossCurveWithinOnePercentPerStep()
+    {
+        var fixtures = Path.Combine(AppContext.BaseDirectory, "fixtures");
+        using var curve = System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(Path.Combine(fixtures, "fmnist_cnn_curve.json")));
+        var expected = curve.RootElement.GetProperty("losses").EnumerateArray().Select(l => l.GetDouble()).ToList();
+        var batch = curve.RootElement.GetProperty("batch").GetInt32();
+        var lr = curve.RootElement.GetProperty("lr").GetDouble();
+
+        await using var coordinator = await TestCoordinator.StartAsync();
+        const string FashionMnist = "/usr/share/datasets/fashion-mnist";
+        await coordinator.Api.UploadDatasetAsync(
+            "fmnist-train", "idx", null, null,
+            [Path.Combine(FashionMnist, "train-images-idx3-ubyte.gz"), Path.Combine(FashionMnist, "train-labels-idx1-ubyte.gz")],
+            CancellationToken.None);
+        var script = await coordinator.Api.UploadBlobAsync(Path.Combine(fixtures, "fmnist_cnn.pt"), CancellationToken.None);
+        await using var nodes = await InProcessNodes.StartAsync(coordinator, 2);
+
+        // File order, two members of half a batch each: round t trains on examples [32t, 32t + 32), as PyTorch did.
+        var job = await coordinator.Api.SubmitTrainingAsync(
+            new TrainingJobSpec
+            {
+                Name = "torchscript-curve",
+                Model = new ModelSpec { Name = "torchscript", Script = script },
+                Dataset = "fmnist-train",
+                Algorithm = TrainingAlgorithm.Sync,
+                Nodes = new NodeCount { Min = 2, Max = 2 },
+                BatchSize = batch / 2,
+                Rounds = expected.Count,
+                Inner = new InnerOptimizerSpec { Optimizer = "sgd", LearningRate = lr },
+                Precision = UpdatePrecision.Fp32,
+                Shuffle = false,
+                Evaluation = new EvaluationSpec { HoldoutFraction = 0.1, Every = 1000, MaxExamples = 500 },
+            },
+            CancellationToken.None);
+        var done = await WaitForEndAsync(coordinator.Api, job.Id, TimeSpan.FromMinutes(4));
+        Assert.True(done.State == TrainingJobState.Completed, $"{done.State}: {done.Reason}");
+
+        var rounds = await coordinator.Api.GetTrainingRoundsAsync(job.Id, 0, CancellationToken.None);
+        Assert.Equal(expected.Count, rounds.Count);
+        for (var step = 0; step < expected.Count; step++)
+        {
+            var loss = rounds[step].TrainLoss!.Value;
+            Assert.True(Math.Abs(loss - expected[step]) <= 0.01 * expected[step], $"step {step}: network {loss:0.######}, PyTorch {expected[step]:0.######}");
+        }
+
+        Assert.True(expected[^1] < expected[0] * 0.8, "the fixture's curve should fall");
+    }
+
+    [Fact]
     public async Task Upload_BadFiles_AreRefusedWithTheReasonAndStoreNothing()
     {
         await using var coordinator = await TestCoordinator.StartAsync();
