@@ -96,7 +96,10 @@ public sealed class TrainingTests
         var killed = await WaitAsync(network, killedId, Ended, TimeSpan.FromMinutes(6));
         Assert.True(killed.State == TrainingJobState.Completed, $"{killed.State}: {killed.Reason}");
         var killedAccuracy = killed.Final!.EvalAccuracy!.Value;
-        Assert.True(Math.Abs(killedAccuracy - cleanAccuracy) <= 0.01, $"clean {cleanAccuracy:0.0000}, with a node killed {killedAccuracy:0.0000}");
+        // One-sided: members' inner steps follow their measured speed, so two runs see different
+        // batches, and after two epochs that alone moves accuracy by about a point either way.
+        // What a kill must not do is cost more than a point.
+        Assert.True(killedAccuracy >= cleanAccuracy - 0.01, $"clean {cleanAccuracy:0.0000}, with a node killed {killedAccuracy:0.0000}");
         Assert.True(killed.Samples >= 120_000, $"the job stopped after {killed.Samples} samples");
 
         // The trained model leaves the network as a file PyTorch loads.
