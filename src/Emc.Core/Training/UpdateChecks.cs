@@ -127,7 +127,7 @@ public static class UpdateChecks
 
         if (usable.Count >= options.MinUpdatesForStatistics)
         {
-            CheckNorms(usable, norms, reasons, options);
+            CheckNorms(updates, usable, norms, reasons, options);
             CheckCosines(updates, usable, norms, cosines, reasons, options);
         }
 
@@ -140,23 +140,39 @@ public static class UpdateChecks
         return verdicts;
     }
 
-    private static void CheckNorms(List<int> usable, double[] norms, string?[] reasons, UpdateCheckOptions options)
+    /// <summary>
+    /// Norms are compared per unit of work: members run inner steps in proportion to their speed,
+    /// and a pseudo-gradient grows with the steps behind it, so each norm is scaled to the round's
+    /// median sample count first (linear scaling, which gives a member with more steps the benefit
+    /// of the doubt).
+    /// </summary>
+    private static void CheckNorms(IReadOnlyList<NodeUpdate> updates, List<int> usable, double[] norms, string?[] reasons, UpdateCheckOptions options)
     {
+        var samples = new double[usable.Count];
+        for (var u = 0; u < usable.Count; u++)
+        {
+            samples[u] = updates[usable[u]].Samples;
+        }
+
+        var (medianSamples, _) = RobustStatistics.MedianAndScaledMad(samples);
+        var scaled = new double[norms.Length];
         var usableNorms = new double[usable.Count];
         for (var u = 0; u < usable.Count; u++)
         {
-            usableNorms[u] = norms[usable[u]];
+            var i = usable[u];
+            scaled[i] = norms[i] * medianSamples / updates[i].Samples;
+            usableNorms[u] = scaled[i];
         }
 
         var (median, scaledMad) = RobustStatistics.MedianAndScaledMad(usableNorms);
         var limit = Math.Max(median + (options.NormMadMultiplier * scaledMad), options.NormMedianFactor * median);
         foreach (var i in usable)
         {
-            if (norms[i] > limit)
+            if (scaled[i] > limit)
             {
                 reasons[i] = string.Create(
                     CultureInfo.InvariantCulture,
-                    $"norm {norms[i]:G4} is above the round's limit {limit:G4} (median {median:G4})");
+                    $"norm {scaled[i]:G4} per {medianSamples:G4} samples is above the round's limit {limit:G4} (median {median:G4})");
             }
         }
     }

@@ -63,6 +63,21 @@ public class UpdateChecksTests
     }
 
     [Fact]
+    public void Check_FastNodeWithThreeTimesTheStepsAndNorm_IsAcceptedButThreeTimesTheNormForTheSameWorkIsNot()
+    {
+        var random = new Random(4);
+        var updates = Honest(random, 3);
+        updates.Add(new NodeUpdate("fast", TestVectors.Scaled(updates[0].Delta, 3), 3000));
+        updates.Add(new NodeUpdate("inflated", TestVectors.Scaled(updates[1].Delta, 3), 1000));
+
+        var verdicts = UpdateChecks.Check(updates);
+
+        Assert.True(verdicts[3].Accepted, verdicts[3].Reason);
+        Assert.False(verdicts[4].Accepted);
+        Assert.StartsWith("norm ", verdicts[4].Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Check_SignFlippedAmongFourHonest_RejectsAsPointingAway()
     {
         var random = new Random(4);
