@@ -50,7 +50,7 @@ internal static class DataCommand
                 return 2;
             }
 
-            return await Cli.CallAsync("data upload", async () =>
+            return await ApiCalls.CallAsync("data upload", async () =>
             {
                 var client = EmcApiClient.Create(result.GetValue(coordinator)!, TimeSpan.FromMinutes(30));
                 var dataset = await client.UploadDatasetAsync(result.GetValue(name)!, result.GetValue(format)!, result.GetValue(labelColumn), result.GetValue(classes), paths, cancellationToken);
@@ -65,7 +65,7 @@ internal static class DataCommand
         var coordinator = CommonOptions.Coordinator();
         var json = CommonOptions.Json();
         var command = new Command("list", "List datasets.") { coordinator, json };
-        command.SetAction(async (result, cancellationToken) => await Cli.CallAsync("data list", async () =>
+        command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("data list", async () =>
         {
             var datasets = await EmcApiClient.Create(result.GetValue(coordinator)!).GetDatasetsAsync(cancellationToken);
             if (result.GetValue(json))
@@ -95,7 +95,7 @@ internal static class DataCommand
         var json = CommonOptions.Json();
         var name = new Argument<string>("name") { Description = "The dataset." };
         var command = new Command("show", "Show a dataset's splits and shards.") { coordinator, json, name };
-        command.SetAction(async (result, cancellationToken) => await Cli.CallAsync("data show", async () =>
+        command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("data show", async () =>
         {
             var dataset = await EmcApiClient.Create(result.GetValue(coordinator)!).GetDatasetAsync(result.GetValue(name)!, cancellationToken);
             Console.WriteLine(result.GetValue(json) ? JsonSerializer.Serialize(dataset, EmcJson.Indented) : Describe(dataset));
@@ -108,7 +108,7 @@ internal static class DataCommand
         var coordinator = CommonOptions.Coordinator();
         var name = new Argument<string>("name") { Description = "The dataset." };
         var command = new Command("rm", "Remove a dataset (refused while a training job reads it).") { coordinator, name };
-        command.SetAction(async (result, cancellationToken) => await Cli.CallAsync("data rm", async () =>
+        command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("data rm", async () =>
         {
             await EmcApiClient.Create(result.GetValue(coordinator)!).RemoveDatasetAsync(result.GetValue(name)!, cancellationToken);
             Console.WriteLine($"removed {result.GetValue(name)}");
@@ -130,23 +130,5 @@ internal static class DataCommand
         }
 
         return string.Join(Environment.NewLine, lines);
-    }
-}
-
-/// <summary>Shared handling of API errors for client commands.</summary>
-internal static class Cli
-{
-    public static async Task<int> CallAsync(string name, Func<Task> call)
-    {
-        try
-        {
-            await call();
-            return 0;
-        }
-        catch (EmcApiException ex)
-        {
-            await Console.Error.WriteLineAsync($"emc {name}: {ex.Message}");
-            return 1;
-        }
     }
 }

@@ -28,7 +28,7 @@ internal static class JobsCommands
                 return 2;
             }
 
-            return await CallAsync("tasks", async () =>
+            return await ApiCalls.CallAsync("tasks", async () =>
             {
                 var client = EmcApiClient.Create(result.GetValue(coordinator)!);
                 var tasks = await client.GetTasksAsync(result.GetValue(job), filter, result.GetValue(after), result.GetValue(limit), cancellationToken);
@@ -54,7 +54,7 @@ internal static class JobsCommands
                 return 2;
             }
 
-            return await CallAsync("jobs", async () =>
+            return await ApiCalls.CallAsync("jobs", async () =>
             {
                 var client = EmcApiClient.Create(result.GetValue(coordinator)!);
                 var jobs = await client.GetJobsAsync(filter, result.GetValue(account), result.GetValue(limit), cancellationToken);
@@ -91,7 +91,7 @@ internal static class JobsCommands
                 return 2;
             }
 
-            return await CallAsync("submit", async () =>
+            return await ApiCalls.CallAsync("submit", async () =>
             {
                 var client = EmcApiClient.Create(result.GetValue(coordinator)!);
                 var job = await client.SubmitJobAsync(spec, cancellationToken);
@@ -106,7 +106,7 @@ internal static class JobsCommands
         var coordinator = CommonOptions.Coordinator();
         var id = new Argument<string>("job") { Description = "The job to cancel (job-N)." };
         var command = new Command("cancel", "Cancel a job: queued tasks never run and running ones are revoked.") { coordinator, id };
-        command.SetAction(async (result, cancellationToken) => await CallAsync("cancel", async () =>
+        command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("cancel", async () =>
         {
             var client = EmcApiClient.Create(result.GetValue(coordinator)!);
             var job = await client.CancelJobAsync(result.GetValue(id)!, cancellationToken);
@@ -175,18 +175,4 @@ internal static class JobsCommands
 
     private static string Kebab<T>(T value)
         where T : struct, Enum => EmcJson.EnumText(value);
-
-    private static async Task<int> CallAsync(string name, Func<Task> call)
-    {
-        try
-        {
-            await call();
-            return 0;
-        }
-        catch (EmcApiException ex)
-        {
-            await Console.Error.WriteLineAsync($"emc {name}: {ex.Message}");
-            return 1;
-        }
-    }
 }

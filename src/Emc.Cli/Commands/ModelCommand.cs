@@ -26,7 +26,7 @@ internal static class ModelCommand
         var coordinator = CommonOptions.Coordinator();
         var json = CommonOptions.Json();
         var command = new Command("list", "List models and their versions.") { coordinator, json };
-        command.SetAction(async (result, cancellationToken) => await Cli.CallAsync("model list", async () =>
+        command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("model list", async () =>
         {
             var models = await EmcApiClient.Create(result.GetValue(coordinator)!).GetModelsAsync(cancellationToken);
             if (result.GetValue(json))
@@ -66,7 +66,7 @@ internal static class ModelCommand
                 return 2;
             }
 
-            return await Cli.CallAsync("model show", async () =>
+            return await ApiCalls.CallAsync("model show", async () =>
             {
                 var model = await EmcApiClient.Create(result.GetValue(coordinator)!).GetModelAsync(name, version, cancellationToken);
                 Console.WriteLine(result.GetValue(json)
@@ -103,7 +103,7 @@ internal static class ModelCommand
                 return 2;
             }
 
-            return await Cli.CallAsync("model pull", async () =>
+            return await ApiCalls.CallAsync("model pull", async () =>
             {
                 var client = EmcApiClient.Create(result.GetValue(coordinator)!, TimeSpan.FromMinutes(10));
                 var model = await client.GetModelAsync(name, version, cancellationToken);

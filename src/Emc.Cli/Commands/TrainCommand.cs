@@ -124,7 +124,7 @@ internal static class TrainCommand
                     return 2;
                 }
 
-                var uploaded = await Cli.CallAsync("train submit", async () => Set(document, "model.script", await client.UploadBlobAsync(scriptPath, cancellationToken)));
+                var uploaded = await ApiCalls.CallAsync("train submit", async () => Set(document, "model.script", await client.UploadBlobAsync(scriptPath, cancellationToken)));
                 if (uploaded != 0)
                 {
                     return uploaded;
@@ -155,7 +155,7 @@ internal static class TrainCommand
             }
 
             TrainingJobView? job = null;
-            var status = await Cli.CallAsync("train submit", async () => job = await client.SubmitTrainingAsync(spec!, cancellationToken));
+            var status = await ApiCalls.CallAsync("train submit", async () => job = await client.SubmitTrainingAsync(spec!, cancellationToken));
             if (status != 0 || job is null)
             {
                 return status;
@@ -186,7 +186,7 @@ internal static class TrainCommand
                 return 2;
             }
 
-            return await Cli.CallAsync("train list", async () =>
+            return await ApiCalls.CallAsync("train list", async () =>
             {
                 var jobs = await EmcApiClient.Create(result.GetValue(coordinator)!).GetTrainingJobsAsync(filter, 100, cancellationToken);
                 if (result.GetValue(json))
@@ -221,7 +221,7 @@ internal static class TrainCommand
         var json = CommonOptions.Json();
         var id = new Argument<string>("id") { Description = "The training job (train-N)." };
         var command = new Command("status", "Show a training job: progress, metrics and what each node contributed.") { coordinator, json, id };
-        command.SetAction(async (result, cancellationToken) => await Cli.CallAsync("train status", async () =>
+        command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("train status", async () =>
         {
             var job = await EmcApiClient.Create(result.GetValue(coordinator)!).GetTrainingJobAsync(result.GetValue(id)!, cancellationToken);
             Console.WriteLine(result.GetValue(json) ? JsonSerializer.Serialize(job, EmcJson.Indented) : Describe(job));
@@ -245,7 +245,7 @@ internal static class TrainCommand
         var coordinator = CommonOptions.Coordinator();
         var id = new Argument<string>("id") { Description = "The training job (train-N)." };
         var command = new Command("cancel", "Cancel a training job.") { coordinator, id };
-        command.SetAction(async (result, cancellationToken) => await Cli.CallAsync("train cancel", async () =>
+        command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("train cancel", async () =>
         {
             var job = await EmcApiClient.Create(result.GetValue(coordinator)!).CancelTrainingAsync(result.GetValue(id)!, cancellationToken);
             Console.WriteLine($"{job.Id}: {EmcJson.EnumText(job.State)}");

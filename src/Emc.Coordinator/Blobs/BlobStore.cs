@@ -31,10 +31,9 @@ public sealed class BlobStore
     public long MaxBlobBytes { get; init; } = DefaultMaxBlobBytes;
 
     /// <summary>True for 64 lowercase hex digits.</summary>
-    public static bool IsHash(string? hash) =>
-        hash is { Length: 64 } && hash.All(c => c is >= '0' and <= '9' or >= 'a' and <= 'f');
+    public static bool IsHash(string? hash) => Core.Crypto.ContentHash.IsValid(hash);
 
-    public static string Hash(ReadOnlySpan<byte> content) => Convert.ToHexStringLower(SHA256.HashData(content));
+    public static string Hash(ReadOnlySpan<byte> content) => Core.Crypto.ContentHash.Of(content);
 
     public bool Exists(string hash) => IsHash(hash) && File.Exists(PathOf(hash));
 

@@ -36,7 +36,7 @@ public sealed class BlobCache
     /// <summary>The local file of the blob, downloaded and verified first if need be.</summary>
     public async Task<string> GetPathAsync(string hash, CancellationToken cancellationToken)
     {
-        if (!IsHash(hash))
+        if (!Core.Crypto.ContentHash.IsValid(hash))
         {
             throw new InvalidDataException($"'{hash}' is not a blob hash.");
         }
@@ -86,7 +86,7 @@ public sealed class BlobCache
     /// <summary>Uploads <paramref name="content"/> unless the coordinator has it; returns its hash.</summary>
     public async Task<string> UploadAsync(byte[] content, CancellationToken cancellationToken)
     {
-        var hash = Convert.ToHexStringLower(SHA256.HashData(content));
+        var hash = Core.Crypto.ContentHash.Of(content);
         for (var attempt = 1; ; attempt++)
         {
             try
@@ -124,7 +124,7 @@ public sealed class BlobCache
     {
         foreach (var hash in candidates)
         {
-            if (IsHash(hash) && !keep.Contains(hash))
+            if (Core.Crypto.ContentHash.IsValid(hash) && !keep.Contains(hash))
             {
                 File.Delete(Path.Combine(_root, hash));
             }
@@ -165,7 +165,4 @@ public sealed class BlobCache
             Interlocked.Add(ref _downloaded, read);
         }
     }
-
-    private static bool IsHash(string? hash) =>
-        hash is { Length: 64 } && hash.All(c => c is >= '0' and <= '9' or >= 'a' and <= 'f');
 }
