@@ -136,15 +136,3 @@ public sealed class PythonFactAttribute : FactAttribute
         }
     }
 }
-
-/// <summary>A slow measurement that runs only when EMC_TRAINING_BENCH=1.</summary>
-public sealed class OptInFactAttribute : FactAttribute
-{
-    public OptInFactAttribute()
-    {
-        if (Environment.GetEnvironmentVariable("EMC_TRAINING_BENCH") != "1")
-        {
-            Skip = "a measurement, not a check; set EMC_TRAINING_BENCH=1 to run it";
-        }
-    }
-}
