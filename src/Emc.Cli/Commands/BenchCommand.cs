@@ -7,7 +7,9 @@ using Emc.Client;
 using Emc.Contracts.Node.V1;
 using Emc.Core;
 using Emc.Core.Identity;
+using Emc.Core.Data;
 using Emc.Core.Registry;
+using Emc.Core.Training;
 using Emc.Node.Connection;
 using Grpc.Net.Client;
 
@@ -21,6 +23,53 @@ internal static class BenchCommand
         var command = new Command("bench", "Benchmarks of the network's hot paths.");
         command.Subcommands.Add(CreateConnect());
         command.Subcommands.Add(CreateScheduler());
+        command.Subcommands.Add(CreateTrainLocal());
+        return command;
+    }
+
+    private static Command CreateTrainLocal()
+    {
+        var model = new Option<string>("--model") { Description = "Zoo model: mlp or cnn (default), with the zoo's default hyper-parameters.", DefaultValueFactory = _ => ModelSpec.Cnn };
+        var data = new Option<string>("--data") { Description = "Folder of IDX files with a train and a test split. Default /usr/share/datasets/fashion-mnist.", DefaultValueFactory = _ => DemoCommand.FashionMnistDirectory };
+        var steps = new Option<int>("--steps") { Description = "Training steps (AdamW lr 1e-3, weight decay 0.01). Default 500.", DefaultValueFactory = _ => 500 };
+        var batch = new Option<int>("--batch-size") { Description = "Examples per step. Default 64.", DefaultValueFactory = _ => 64 };
+        var threads = new Option<int>("--threads") { Description = "Torch threads; 0 keeps libtorch's default. Default 0.", DefaultValueFactory = _ => 0 };
+        var json = CommonOptions.Json();
+        var command = new Command(
+            "train-local",
+            "Single-process training of a zoo model on an IDX dataset through the node's own code, without network or coordinator: the reference for a node's speed and memory.")
+        { model, data, steps, batch, threads, json };
+        command.SetAction(async result =>
+        {
+            var name = result.GetValue(model) ?? "";
+            var stepCount = result.GetValue(steps);
+            var batchSize = result.GetValue(batch);
+            var threadCount = result.GetValue(threads);
+            if (name is not (ModelSpec.Mlp or ModelSpec.Cnn) || stepCount is < 1 or > 10_000_000 || batchSize is < 1 or > 65_536 || threadCount is < 0 or > 1024)
+            {
+                await Console.Error.WriteLineAsync("emc bench train-local: --model mlp|cnn, --steps 1-10000000, --batch-size 1-65536, --threads 0-1024.");
+                return 2;
+            }
+
+            var directory = result.GetValue(data) ?? "";
+            if (!Directory.Exists(directory))
+            {
+                await Console.Error.WriteLineAsync($"emc bench train-local: {directory} does not exist.");
+                return 2;
+            }
+
+            try
+            {
+                var report = TrainLocalBenchmark.Run(name, directory, stepCount, batchSize, threadCount, seed: 1);
+                Console.WriteLine(result.GetValue(json) ? JsonSerializer.Serialize(report, EmcJson.Indented) : report.ToText());
+                return 0;
+            }
+            catch (Exception ex) when (ex is IOException or InvalidDataException or DatasetFormatException or UnauthorizedAccessException)
+            {
+                await Console.Error.WriteLineAsync($"emc bench train-local: {ex.Message}");
+                return 1;
+            }
+        });
         return command;
     }
 

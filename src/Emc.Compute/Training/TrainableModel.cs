@@ -185,8 +185,50 @@ public sealed class TrainableModel : IDisposable
         foreach (var tensor in _vectorTensors)
         {
             var length = (int)tensor.numel();
-            using var source = torch.tensor(vector.Slice(offset, length).ToArray(), tensor.shape);
-            tensor.copy_(source);
+            var slice = vector.Slice(offset, length);
+            if (tensor.device_type == DeviceType.CPU && tensor.is_contiguous())
+            {
+                // Straight into the parameter's memory: no staging copy of the weights.
+                tensor.data<float>().CopyFrom(slice);
+            }
+            else
+            {
+                using var source = torch.tensor(slice.ToArray(), tensor.shape);
+                tensor.copy_(source);
+            }
+
+            offset += length;
+        }
+    }
+
+    /// <summary>
+    /// Subtracts the current weights from <paramref name="start"/> in place, leaving the
+    /// pseudo-gradient start − θ there, without a second vector of the weights.
+    /// </summary>
+    /// <exception cref="ArgumentException">The length is not <see cref="VectorLength"/>.</exception>
+    public void SubtractFrom(Span<float> start)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        CheckLength(start.Length, nameof(start));
+        using var noGrad = torch.no_grad();
+        var offset = 0;
+        Span<float> chunk = stackalloc float[1024];
+        foreach (var tensor in _vectorTensors)
+        {
+            using var cpu = tensor.detach().cpu().contiguous();
+            var accessor = cpu.data<float>();
+            var length = (int)cpu.numel();
+            for (var done = 0; done < length; done += chunk.Length)
+            {
+                var take = Math.Min(chunk.Length, length - done);
+                accessor.CopyTo(chunk[..take], arrayIndex: 0, tensorIndex: done);
+                var target = start.Slice(offset + done, take);
+                for (var i = 0; i < take; i++)
+                {
+                    target[i] -= chunk[i];
+                }
+            }
+
             offset += length;
         }
     }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 
 namespace Emc.Core.Training;
 
@@ -56,6 +57,61 @@ public static class WeightsCodec
     /// </summary>
     public static float[] Decode(ReadOnlySpan<byte> data, long? expectedCount = null, bool requireFinite = false)
     {
+        var count = ReadHeader(data, expectedCount);
+        var size = EncodedSize(count);
+        if (data.Length != size)
+        {
+            throw new InvalidDataException(data.Length < size
+                ? $"The weights blob is truncated: {data.Length} bytes where {count} values take {size}."
+                : $"The weights blob has {data.Length - size} trailing bytes after its {size}-byte body.");
+        }
+
+        var values = new float[count];
+        UpdateCodec.ReadFloats(data[HeaderSize..], values);
+        if (requireFinite)
+        {
+            EnsureFinite(values);
+        }
+
+        return values;
+    }
+
+    /// <summary>
+    /// Decodes a blob from <paramref name="stream"/> (read to its end) straight into
+    /// <paramref name="destination"/>, whose length is the expected count, without an intermediate
+    /// buffer of the whole blob; the same checks as <see cref="Decode"/>.
+    /// </summary>
+    public static void Read(Stream stream, Span<float> destination)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        Span<byte> header = stackalloc byte[HeaderSize];
+        var got = stream.ReadAtLeast(header, HeaderSize, throwOnEndOfStream: false);
+        var count = ReadHeader(header[..got], destination.Length);
+        var body = MemoryMarshal.AsBytes(destination);
+        var read = stream.ReadAtLeast(body, body.Length, throwOnEndOfStream: false);
+        if (read < body.Length)
+        {
+            throw new InvalidDataException($"The weights blob is truncated: {HeaderSize + read} bytes where {count} values take {EncodedSize(count)}.");
+        }
+
+        Span<byte> probe = stackalloc byte[1];
+        if (stream.Read(probe) != 0)
+        {
+            throw new InvalidDataException($"The weights blob has trailing bytes after its {EncodedSize(count)}-byte body.");
+        }
+
+        if (!BitConverter.IsLittleEndian)
+        {
+            for (var i = 0; i < destination.Length; i++)
+            {
+                destination[i] = BinaryPrimitives.ReadSingleLittleEndian(body[(i * sizeof(float))..]);
+            }
+        }
+    }
+
+    /// <summary>Checks the header and returns the element count.</summary>
+    private static long ReadHeader(ReadOnlySpan<byte> data, long? expectedCount)
+    {
         if (expectedCount is { } expected)
         {
             ArgumentOutOfRangeException.ThrowIfNegative(expected, nameof(expectedCount));
@@ -94,22 +150,7 @@ public static class WeightsCodec
             throw new InvalidDataException($"The weights blob claims {count} values, which is not a valid array length.");
         }
 
-        var size = EncodedSize(count);
-        if (data.Length != size)
-        {
-            throw new InvalidDataException(data.Length < size
-                ? $"The weights blob is truncated: {data.Length} bytes where {count} values take {size}."
-                : $"The weights blob has {data.Length - size} trailing bytes after its {size}-byte body.");
-        }
-
-        var values = new float[count];
-        UpdateCodec.ReadFloats(data[HeaderSize..], values);
-        if (requireFinite)
-        {
-            EnsureFinite(values);
-        }
-
-        return values;
+        return count;
     }
 
     /// <summary>Throws <see cref="InvalidDataException"/> naming the first NaN or infinity, if any.</summary>

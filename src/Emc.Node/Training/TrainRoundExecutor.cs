@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
+using Emc.Compute;
 using Emc.Compute.Training;
 using Emc.Core;
 using Emc.Core.Data;
@@ -24,6 +25,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
     private readonly BlobCache _blobs;
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly TorchThread _torch = new("emc-training");
     private JobSession? _session;
 
     public TrainRoundExecutor(NodeKey key, BlobCache blobs, ILogger logger)
@@ -59,11 +61,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         try
         {
             var session = await SessionAsync(work, context.Device, cancellationToken);
-            var manifest = await Task.Factory.StartNew(
-                () => RunRoundAsync(session, work, share, cancellationToken),
-                cancellationToken,
-                TaskCreationOptions.LongRunning,
-                TaskScheduler.Default).Unwrap();
+            var manifest = await RunRoundAsync(session, work, share, cancellationToken);
             var text = JsonSerializer.Serialize(manifest, EmcJson.Options);
             var signature = "0x" + Convert.ToHexStringLower(_key.SignMessage(Encoding.UTF8.GetBytes(text)));
             return JsonSerializer.Serialize(new RoundReport(text, signature), EmcJson.Options);
@@ -86,6 +84,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
     public void Dispose()
     {
         _session?.Dispose();
+        _torch.Dispose();
         _gate.Dispose();
     }
 
@@ -93,27 +92,82 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
     {
         // The time budget counts from the start of the task: fetching weights and evaluating use it too.
         var budgetClock = Stopwatch.StartNew();
-        var model = session.Model;
-        float[] start;
-        string baseHash;
+        string? weightsPath = null;
         if (work.Weights is { } weightsHash)
         {
-            var bytes = await _blobs.GetBytesAsync(weightsHash, cancellationToken);
-            start = WeightsCodec.Decode(bytes, work.VectorLength > 0 ? work.VectorLength : model.VectorLength);
-            model.WriteVector(start);
-            baseHash = weightsHash;
+            weightsPath = await _blobs.GetPathAsync(weightsHash, cancellationToken);
             _blobs.Evict(session.SeenWeights, new HashSet<string> { weightsHash });
             session.SeenWeights.Clear();
             session.SeenWeights.Add(weightsHash);
+        }
+
+        // Every torch call of the job runs on the executor's one training thread.
+        var outcome = await _torch.RunAsync(() => RunTorchWork(session, work, share, weightsPath, budgetClock, cancellationToken), cancellationToken);
+        var baseHash = work.Weights ?? outcome.InitialWeightsHash!;
+        if (outcome.InitialWeights is { } initial && share.UploadInitialWeights)
+        {
+            await _blobs.UploadAsync(initial, cancellationToken);
+        }
+
+        string? update = null;
+        if (outcome.Update is { } encodedUpdate)
+        {
+            update = await _blobs.UploadAsync(encodedUpdate, cancellationToken);
+        }
+
+        Log.RoundDone(_logger, work.JobId, work.Round, outcome.Steps, outcome.Losses.Count > 0 ? outcome.Losses[^1] : float.NaN, outcome.TrainSeconds);
+        return new RoundManifest
+        {
+            JobId = work.JobId,
+            Round = work.Round,
+            Node = _key.Address.ToString(),
+            BaseWeights = baseHash,
+            VectorLength = session.Start.Length,
+            Update = update,
+            UpdateBytes = outcome.Update?.LongLength ?? 0,
+            Precision = work.Precision,
+            StreamStart = share.StreamStart,
+            Steps = outcome.Steps,
+            Samples = (long)outcome.Steps * work.BatchSize,
+            Losses = outcome.Losses,
+            TrainSeconds = Math.Round(outcome.TrainSeconds, 4),
+            Eval = outcome.Eval,
+        };
+    }
+
+    /// <summary>
+    /// The round's torch work, on the training thread. The node's one extra copy of the weights is
+    /// the session's start vector: the round's weights are read into it, and after the inner steps
+    /// the trained weights are subtracted from it in place, leaving Δ there to encode.
+    /// </summary>
+    private static RoundOutcome RunTorchWork(JobSession session, RoundWork work, MemberWork share, string? weightsPath, Stopwatch budgetClock, CancellationToken cancellationToken)
+    {
+        byte[]? initialWeights = null;
+        string? initialHash = null;
+        if (weightsPath is not null)
+        {
+            var model = session.Model;
+            session.EnsureStart(work.VectorLength > 0 ? work.VectorLength : model.VectorLength);
+            using (var file = File.OpenRead(weightsPath))
+            {
+                WeightsCodec.Read(file, session.Start);
+            }
+
+            model.WriteVector(session.Start);
         }
         else
         {
             // First round: every member builds W(0) from the job's seed; the coordinator adopts the majority's build.
             session.ResetModel();
-            model = session.Model;
-            start = model.ReadVector();
-            var encoded = WeightsCodec.Encode(start);
-            baseHash = share.UploadInitialWeights ? await _blobs.UploadAsync(encoded, cancellationToken) : Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(encoded));
+            var model = session.Model;
+            session.EnsureStart(model.VectorLength);
+            model.ReadVector(session.Start);
+            initialWeights = WeightsCodec.Encode(session.Start);
+            initialHash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(initialWeights));
+            if (!share.UploadInitialWeights)
+            {
+                initialWeights = null;
+            }
         }
 
         EvalStats? eval = null;
@@ -126,15 +180,14 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
                 indices[i] = session.Position(first + i);
             }
 
-            var result = Evaluator.Evaluate(model, evalSet, indices, Math.Max(256, work.BatchSize));
+            var result = Evaluator.Evaluate(session.Model, evalSet, indices, Math.Max(256, work.BatchSize));
             eval = new EvalStats(result.LossSum, result.Correct, result.Count);
         }
 
         var losses = new List<float>();
         var steps = 0;
         var watch = Stopwatch.StartNew();
-        string? update = null;
-        long updateBytes = 0;
+        byte[]? update = null;
         if (share.Steps > 0)
         {
             var stream = new SampleStream(work.Seed, work.Shuffle, work.TrainExamples);
@@ -157,42 +210,17 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var take = Math.Min(Chunk, batches.Count - steps);
-                var result = session.Trainer.Run(model, session.Train, batches.Skip(steps).Take(take).ToList(), share.StepOffset + steps, cancellationToken);
+                var result = session.Trainer.Run(session.Model, session.Train, batches.Skip(steps).Take(take).ToList(), share.StepOffset + steps, cancellationToken);
                 losses.AddRange(result.Losses);
                 steps += take;
             }
 
-            var theta = model.ReadVector();
-            var delta = new float[start.Length];
-            for (var i = 0; i < delta.Length; i++)
-            {
-                delta[i] = start[i] - theta[i];
-            }
-
-            var encodedUpdate = UpdateCodec.Encode(delta, work.Precision);
-            update = await _blobs.UploadAsync(encodedUpdate, cancellationToken);
-            updateBytes = encodedUpdate.Length;
+            session.Model.SubtractFrom(session.Start);
+            update = UpdateCodec.Encode(session.Start, work.Precision);
         }
 
         watch.Stop();
-        Log.RoundDone(_logger, work.JobId, work.Round, steps, losses.Count > 0 ? losses[^1] : float.NaN, watch.Elapsed.TotalSeconds);
-        return new RoundManifest
-        {
-            JobId = work.JobId,
-            Round = work.Round,
-            Node = _key.Address.ToString(),
-            BaseWeights = baseHash,
-            VectorLength = start.Length,
-            Update = update,
-            UpdateBytes = updateBytes,
-            Precision = work.Precision,
-            StreamStart = share.StreamStart,
-            Steps = steps,
-            Samples = (long)steps * work.BatchSize,
-            Losses = losses,
-            TrainSeconds = Math.Round(watch.Elapsed.TotalSeconds, 4),
-            Eval = eval,
-        };
+        return new RoundOutcome(initialWeights, initialHash, eval, losses, steps, watch.Elapsed.TotalSeconds, update);
     }
 
     private async Task<JobSession> SessionAsync(RoundWork work, string device, CancellationToken cancellationToken)
@@ -224,7 +252,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
 
         string? script = work.Model.Script is { } scriptHash ? await _blobs.GetPathAsync(scriptHash, cancellationToken) : null;
         // libtorch's native library is fixed up and loaded here, before the first torch call.
-        Compute.TorchRuntime.EnsureInitialized();
+        TorchRuntime.EnsureInitialized();
         if (Threads > 0)
         {
             TorchSharp.torch.set_num_threads(Threads);
@@ -300,6 +328,18 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
 
         public HashSet<string> SeenWeights { get; } = new(StringComparer.Ordinal);
 
+        /// <summary>The round's starting weights, then Δ: the one vector of the weights a node holds beside the model.</summary>
+        public float[] Start { get; private set; } = [];
+
+        /// <summary>Sizes <see cref="Start"/> to <paramref name="length"/> values, reusing it across rounds.</summary>
+        public void EnsureStart(long length)
+        {
+            if (Start.LongLength != length)
+            {
+                Start = new float[length];
+            }
+        }
+
         /// <summary>The example index, or for text the first byte of window <paramref name="index"/>.</summary>
         public long Position(long index) => IsText ? index * context : index;
 
@@ -317,6 +357,8 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
             Trainer.Dispose();
         }
     }
+
+    private sealed record RoundOutcome(byte[]? InitialWeights, string? InitialWeightsHash, EvalStats? Eval, List<float> Losses, int Steps, double TrainSeconds, byte[]? Update);
 
     private static partial class Log
     {

@@ -74,6 +74,22 @@ public sealed class TrainableModelTests
     }
 
     [Fact]
+    public void SubtractFrom_LeavesStartMinusWeights_WithoutTouchingTheModel()
+    {
+        // The cnn's fully connected weight has 401,408 values: many chunks, with a ragged last one.
+        using var model = TrainableModel.Create(new ModelSpec { Name = ModelSpec.Cnn }, [28, 28], 10, false, "cpu", 3);
+        var weights = model.ReadVector();
+        var start = Enumerable.Range(0, (int)model.VectorLength).Select(i => (float)Math.Cos(i * 0.01)).ToArray();
+        var expected = start.Zip(weights, (s, w) => s - w).ToArray();
+
+        model.SubtractFrom(start);
+
+        Assert.Equal(expected, start);
+        Assert.Equal(weights, model.ReadVector());
+        Assert.Throws<ArgumentException>(() => model.SubtractFrom(new float[5]));
+    }
+
+    [Fact]
     public void ReadWriteVector_WrongLength_Throws()
     {
         using var model = TrainingData.SmallMlp();

@@ -100,5 +100,22 @@ public class WeightsCodecTests
 
         var error = Assert.Throws<InvalidDataException>(() => WeightsCodec.Decode(data, expectedCount));
         Assert.Contains(message, error.Message, StringComparison.Ordinal);
+        if (expectedCount is { } count)
+        {
+            var destination = new float[count];
+            var streamError = Assert.Throws<InvalidDataException>(() => WeightsCodec.Read(new MemoryStream(data), destination));
+            Assert.Contains(message, streamError.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Read_FromStream_FillsTheDestinationBitForBit()
+    {
+        var values = Enumerable.Range(0, 1000).Select(i => MathF.Sin(i) * 1e-3f).Append(float.Epsilon).Append(-0f).ToArray();
+        var destination = new float[values.Length];
+
+        WeightsCodec.Read(new MemoryStream(WeightsCodec.Encode(values)), destination);
+
+        Assert.Equal(values.Select(BitConverter.SingleToInt32Bits), destination.Select(BitConverter.SingleToInt32Bits));
     }
 }
