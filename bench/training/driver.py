@@ -503,11 +503,11 @@ def markdown(meta, records):
            f"batch {meta['batch_size']} per worker, DiLoCo H={meta['inner_steps']}, EMC updates {meta['precision']}, "
            f"DDP {meta['ddp_optimizer']} lr {meta['ddp_lr']}, evaluation every {meta['eval_steps']} steps. "
            f"netns links: {meta['rate']} each direction. Host: {meta['host']}.", "",
-           "| network | system | N | threads | reached | s to target | samples/s | steps | MB sent / worker | MB received / worker | bytes source | analytic all-reduce MB / rank | worker peak RSS MiB | coordinator / store peak RSS MiB | accuracy | stop |",
-           "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |"]
+           "| network | system | N | threads | reached | s to target | samples/s | steps | MB sent / worker | MB received / worker | bytes source | analytic all-reduce MB / rank | worker peak RSS MiB | node over single process MiB | coordinator / store peak RSS MiB | accuracy | stop |",
+           "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in records:
         if "error" in r:
-            out.append(f"| {r['network']} | {r['system']} | {r['n']} | | error: {r['error'][:80]} | | | | | | | | | | | |")
+            out.append(f"| {r['network']} | {r['system']} | {r['n']} | | error: {r['error'][:80]} | | | | | | | | | | | | |")
             continue
         tx, source = worker_tx(r)
         rx = mean([b["rx_bytes"] for b in r.get("link_bytes", [])])
@@ -517,7 +517,13 @@ def markdown(meta, records):
             fmt(tx, 2, 1e6), fmt(rx, 2, 1e6), source,
             fmt(r.get("analytic_allreduce_bytes_per_rank"), 1, 1e6),
             fmt(max([x for x in r.get("node_peak_rss_mib", []) if x is not None], default=None), 0),
+            fmt(node_over_reference(meta, r), 1),
             fmt(r.get("coordinator_peak_rss_mib"), 0), fmt(r.get("eval_accuracy"), 4), r.get("stop_reason", "")]) + " |")
+    refs = meta.get("single_process", {})
+    if refs:
+        out += ["", "Single-process reference (`emc bench train-local`, the node's own training code in one process, no network): " +
+                "; ".join(f"{t} thread(s): peak RSS {r['peakRssMiB']:.1f} MiB, {r['samplesPerSecond']:,.0f} samples/s" for t, r in sorted(refs.items())) +
+                f". One fp32 copy of the weights is {next(iter(refs.values()))['weightsMiB']:.2f} MiB."]
     out += ["", "## Ratios", "",
             "DDP over EMC at the same network and N. Bytes: sent per worker up to the target (above 1: DDP sends more); "
             "marked * where either run missed the target: then bytes per training example are compared instead. "
@@ -543,6 +549,33 @@ def markdown(meta, records):
         out.append(f"| {network} | {n} | " + " | ".join(c if isinstance(c, str) else fmt(c, 2) for c in cells) + " |")
     out += ["", "Columns are explained in bench/training/README.md.", ""]
     return "\n".join(out)
+
+
+def single_process_references(args):
+    """`emc bench train-local` per thread count the EMC settings use: the memory and speed of training the
+    same model in one process through the node's own code (no network, no coordinator)."""
+    refs = {}
+    if not any(system.startswith("emc") for system, _ in args.settings):
+        return refs
+    for threads in sorted({args.threads or max(1, (os.cpu_count() or 1) // n) for system, n in args.settings if system.startswith("emc")}):
+        log(f"single-process reference: emc bench train-local --model {args.model} --threads {threads}")
+        r = subprocess.run(["dotnet", args.emc, "bench", "train-local", "--model", args.model, "--threads", str(threads),
+                            "--steps", "300", "--batch-size", str(args.batch_size), "--json"], capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            log(f"  train-local failed ({r.returncode}): {r.stderr.strip()[:300]}")
+            continue
+        refs[str(threads)] = json.loads(r.stdout)
+        log(f"  peak RSS {refs[str(threads)]['peakRssMiB']} MiB, {refs[str(threads)]['samplesPerSecond']} samples/s")
+    return refs
+
+
+def node_over_reference(meta, rec):
+    """A node's peak RSS above single-process training of the same model with the same threads (MiB)."""
+    ref = meta.get("single_process", {}).get(str(rec.get("threads")))
+    peaks = [x for x in rec.get("node_peak_rss_mib", []) if x is not None]
+    if not ref or not peaks or not rec["system"].startswith("emc"):
+        return None
+    return max(peaks) - ref["peakRssMiB"]
 
 
 def host_description():
@@ -579,6 +612,7 @@ def main():
             "rate": args.rate, "max_epochs": args.max_epochs, "emc_warmup": not args.no_emc_warmup, "host": host_description(),
             "settings": [f"{s}:{n}" for s, n in args.settings], "networks": args.networks}
     os.makedirs(args.results, exist_ok=True)
+    meta["single_process"] = single_process_references(args)
     base_port = 17000 + (os.getpid() % 1000) * 10
     try:
         for kind in args.networks:

@@ -34,11 +34,12 @@ internal static class BenchCommand
         var steps = new Option<int>("--steps") { Description = "Training steps (AdamW lr 1e-3, weight decay 0.01). Default 500.", DefaultValueFactory = _ => 500 };
         var batch = new Option<int>("--batch-size") { Description = "Examples per step. Default 64.", DefaultValueFactory = _ => 64 };
         var threads = new Option<int>("--threads") { Description = "Torch threads; 0 keeps libtorch's default. Default 0.", DefaultValueFactory = _ => 0 };
+        var hidden = new Option<string?>("--hidden") { Description = "Hidden widths, comma-separated (mlp: every layer; cnn: the fully connected layer). Default: the zoo's." };
         var json = CommonOptions.Json();
         var command = new Command(
             "train-local",
             "Single-process training of a zoo model on an IDX dataset through the node's own code, without network or coordinator: the reference for a node's speed and memory.")
-        { model, data, steps, batch, threads, json };
+        { model, data, steps, batch, threads, hidden, json };
         command.SetAction(async result =>
         {
             var name = result.GetValue(model) ?? "";
@@ -51,6 +52,21 @@ internal static class BenchCommand
                 return 2;
             }
 
+            int[]? widths = null;
+            if (result.GetValue(hidden) is { } text)
+            {
+                var parts = text.Split(',', StringSplitOptions.TrimEntries);
+                widths = new int[parts.Length];
+                for (var i = 0; i < parts.Length; i++)
+                {
+                    if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out widths[i]) || widths[i] is < 1 or > 65_536)
+                    {
+                        await Console.Error.WriteLineAsync($"emc bench train-local: --hidden takes widths 1-65536 separated by commas, not '{text}'.");
+                        return 2;
+                    }
+                }
+            }
+
             var directory = result.GetValue(data) ?? "";
             if (!Directory.Exists(directory))
             {
@@ -60,7 +76,7 @@ internal static class BenchCommand
 
             try
             {
-                var report = TrainLocalBenchmark.Run(name, directory, stepCount, batchSize, threadCount, seed: 1);
+                var report = TrainLocalBenchmark.Run(name, widths, directory, stepCount, batchSize, threadCount, seed: 1);
                 Console.WriteLine(result.GetValue(json) ? JsonSerializer.Serialize(report, EmcJson.Indented) : report.ToText());
                 return 0;
             }
