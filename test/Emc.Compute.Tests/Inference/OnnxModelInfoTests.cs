@@ -1,5 +1,6 @@
 using Emc.Compute.Inference;
 using Xunit.Abstractions;
+using DataType = Emc.Compute.Onnx.TensorProto.Types.DataType;
 
 namespace Emc.Compute.Tests.Inference;
 
@@ -83,5 +84,18 @@ public sealed class OnnxModelInfoTests(ITestOutputHelper output)
         output.WriteLine(ex.Message);
 
         Assert.Matches(@"^unsupported opset 9999 \(this build supports up to \d+\)", ex.Message);
+    }
+
+    [Fact]
+    public void Read_FutureIrVersion_SaysUnsupportedIrVersion()
+    {
+        var graph = new OnnxGraphBuilder("identity");
+        var x = graph.Input("x", DataType.Float, 2);
+        graph.Output(graph.Node("id", "Identity", [x]), "y", DataType.Float, 2);
+
+        var ex = Assert.Throws<InvalidDataException>(() => OnnxModelInfo.Read(TinyOnnx.Model(graph, irVersion: 99)));
+        output.WriteLine(ex.Message);
+
+        Assert.Matches(@"^unsupported ONNX IR version 99 \(this build supports up to \d+\)", ex.Message);
     }
 }
