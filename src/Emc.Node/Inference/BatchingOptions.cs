@@ -12,7 +12,8 @@ public sealed record BatchingOptions
 
     /// <summary>
     /// How long a partial batch may wait for more items, counted from its oldest item's arrival; a
-    /// batch that fills up goes out at once. Default zero: never wait (Triton's default).
+    /// batch that fills up goes out at once. Default zero: never wait (Triton's default). Timers tick in
+    /// whole milliseconds, so a shorter delay waits up to a millisecond.
     /// </summary>
     public TimeSpan MaxQueueDelay { get; init; } = TimeSpan.Zero;
 

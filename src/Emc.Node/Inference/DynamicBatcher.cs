@@ -384,9 +384,11 @@ public sealed class DynamicBatcher<TItem, TResult> : IAsyncDisposable
         // A timer armed earlier than needed stays: it fires once for nothing and is armed again.
         if (dueAt < _timerDueAt)
         {
+            // Rounded up to whole milliseconds: system timers truncate to them, and a timer that fires
+            // before its time would be armed again and again until the time comes.
             _timerDueAt = dueAt;
-            var ticks = Math.Ceiling((dueAt - now) * (double)TimeSpan.TicksPerSecond / _time.TimestampFrequency);
-            _timer.Change(TimeSpan.FromTicks(Math.Max(1, (long)ticks)), Timeout.InfiniteTimeSpan);
+            var milliseconds = Math.Ceiling((dueAt - now) * 1000.0 / _time.TimestampFrequency);
+            _timer.Change(TimeSpan.FromMilliseconds(Math.Max(1, milliseconds)), Timeout.InfiniteTimeSpan);
         }
     }
 

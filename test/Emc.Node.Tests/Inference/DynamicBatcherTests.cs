@@ -77,6 +77,48 @@ public sealed class DynamicBatcherTests
     }
 
     [Fact]
+    public async Task EnqueueAsync_WithDelay_HeadCancelled_NextItemWaitsFromItsOwnArrival()
+    {
+        var probe = new BatchProbe(blocking: false);
+        var clock = new FakeTimeProvider();
+        await using var batcher = Create(probe, new BatchingOptions { MaxBatchSize = 4, MaxQueueDelay = TimeSpan.FromMilliseconds(10) }, clock);
+        using var cts = new CancellationTokenSource();
+        var head = batcher.EnqueueAsync(1, cts.Token);
+        clock.Advance(TimeSpan.FromMilliseconds(5));
+        var next = batcher.EnqueueAsync(2, CancellationToken.None);
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => head.WaitAsync(Timeout));
+
+        clock.Advance(TimeSpan.FromMilliseconds(5));
+        Assert.Equal(0, batcher.Stats.BatchesRun);
+        clock.Advance(TimeSpan.FromMilliseconds(5));
+
+        Assert.Equal("r2", await next.WaitAsync(Timeout));
+        Assert.Equal(new[] { 2 }, (await probe.NextAsync()).Items);
+    }
+
+    [Fact]
+    public async Task EnqueueAsync_WithDelay_ItemThatWaitedOutItsDelayWhileBusy_GoesOutWhenASlotFrees()
+    {
+        var probe = new BatchProbe(blocking: true);
+        var clock = new FakeTimeProvider();
+        await using var batcher = Create(probe, new BatchingOptions { MaxBatchSize = 4, MaxQueueDelay = TimeSpan.FromMilliseconds(10) }, clock);
+        var first = batcher.EnqueueAsync(0, CancellationToken.None);
+        clock.Advance(TimeSpan.FromMilliseconds(10));
+        var busy = await probe.NextAsync();
+        var waiting = batcher.EnqueueAsync(1, CancellationToken.None);
+        clock.Advance(TimeSpan.FromMilliseconds(20));
+        Assert.Equal(1, batcher.Stats.QueueLength);
+
+        busy.Release();
+
+        var call = await probe.NextAsync();
+        Assert.Equal(new[] { 1 }, call.Items);
+        call.Release();
+        Assert.Equal(["r0", "r1"], await Task.WhenAll(first, waiting).WaitAsync(Timeout));
+    }
+
+    [Fact]
     public async Task EnqueueAsync_WithDelay_FullBatchGoesOutAtOnce()
     {
         var probe = new BatchProbe(blocking: false);
