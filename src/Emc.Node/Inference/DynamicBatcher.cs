@@ -27,8 +27,9 @@ namespace Emc.Node.Inference;
 /// </para>
 /// <para>
 /// One lock guards a linked list of waiting items; batches are formed under it whenever something
-/// changes (an item arrives, a batch ends, the one timer fires) and run on the thread pool. The only
-/// allocations per item are its task source and, for a cancellable token, its registration; the
+/// changes (an item arrives, a batch ends, the one timer fires) and run on the thread pool. On the
+/// success path the only allocations per item are its task source with its task and, for a
+/// cancellable token, its registration; the items array and the work item are per batch. The one
 /// timer is armed for the head item's delay or the earliest deadline, never one per item.
 /// </para>
 /// </remarks>
