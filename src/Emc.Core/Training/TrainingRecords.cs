@@ -143,7 +143,7 @@ public sealed record ModelDescriptor
 
     public int Version { get; init; }
 
-    /// <summary>"emc-zoo" or "torchscript".</summary>
+    /// <summary>"emc-zoo" (a zoo model's weights vector), "torchscript" or "onnx".</summary>
     public required string Format { get; init; }
 
     public required ModelSpec Model { get; init; }
@@ -157,8 +157,17 @@ public sealed record ModelDescriptor
 
     public bool IsText { get; init; }
 
-    /// <summary>sha256 of the weights vector blob (EMCW).</summary>
+    /// <summary>sha256 of the weights vector blob (EMCW); empty for a pushed file, whose weights are inside it.</summary>
     public required string Weights { get; init; }
+
+    /// <summary>sha256 of the model file for a pushed model ("onnx", or "torchscript" pushed by a user); null for a model trained by the network.</summary>
+    public string? File { get; init; }
+
+    /// <summary>The model's inputs as the Open Inference Protocol describes them (-1 for a variable dimension, the batch first); null before they are known.</summary>
+    public IReadOnlyList<Inference.TensorMetadata>? Inputs { get; init; }
+
+    /// <summary>The model's outputs, as <see cref="Inputs"/>.</summary>
+    public IReadOnlyList<Inference.TensorMetadata>? Outputs { get; init; }
 
     public long VectorLength { get; init; }
 

@@ -1,0 +1,57 @@
+namespace Emc.Core.Inference;
+
+/// <summary>
+/// A deployment: one registered model version served by MIN..MAX replicas on nodes. What
+/// <c>emc model deploy NAME[:VERSION] --replicas MIN..MAX [--max-batch B] [--max-delay-us D] [--device cpu|cuda]</c> submits.
+/// </summary>
+public sealed record DeploymentSpec
+{
+    /// <summary>The registered model's name.</summary>
+    public required string Model { get; init; }
+
+    /// <summary>The model version; null deploys the latest version at deployment time.</summary>
+    public int? Version { get; init; }
+
+    public int MinReplicas { get; init; } = 1;
+
+    public int MaxReplicas { get; init; } = 1;
+
+    /// <summary>Rows per batch a replica's dynamic batcher forms (1 = no batching).</summary>
+    public int MaxBatch { get; init; } = 1;
+
+    /// <summary>How long a partial batch waits for more requests, in microseconds (Triton's max_queue_delay_microseconds; 0 by default).</summary>
+    public long MaxDelayMicroseconds { get; init; }
+
+    /// <summary>Requests a replica queues before it answers "overloaded".</summary>
+    public int MaxQueue { get; init; } = 256;
+
+    /// <summary>Requests the router keeps in flight on one replica.</summary>
+    public int MaxOngoingPerReplica { get; init; } = 8;
+
+    /// <summary>"cpu" or "cuda": the device kind the replicas need.</summary>
+    public string Device { get; init; } = "cpu";
+}
+
+/// <summary>A deployment as the API shows it.</summary>
+public sealed record DeploymentView
+{
+    public required string Id { get; init; }
+
+    public required DeploymentSpec Spec { get; init; }
+
+    /// <summary>The version actually deployed.</summary>
+    public int Version { get; init; }
+
+    /// <summary>"pending", "ready" (at least one replica serving), "degraded" (fewer than MIN), "stopped".</summary>
+    public required string State { get; init; }
+
+    /// <summary>The replica count the autoscaler wants now, between MIN and MAX.</summary>
+    public int DesiredReplicas { get; init; }
+
+    public IReadOnlyList<ReplicaView> Replicas { get; init; } = [];
+
+    public DateTimeOffset CreatedAt { get; init; }
+}
+
+/// <summary>One replica: where it runs and how loaded it is.</summary>
+public sealed record ReplicaView(string Id, string NodeId, string State, int Outstanding, long Served);
