@@ -2,6 +2,7 @@ using System.Text.Json;
 using Emc.Coordinator.Api;
 using Emc.Coordinator.Blobs;
 using Emc.Coordinator.Gateway;
+using Emc.Coordinator.Inference.Oip;
 using Emc.Coordinator.Observability;
 using Emc.Coordinator.Persistence;
 using Emc.Coordinator.Registry;
@@ -115,6 +116,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         services.AddSingleton<ReadinessState>();
         services.AddEmcScheduling(options.PlacementPolicy);
         services.AddEmcTraining(options.DataDirectory);
+        services.AddOpenInferenceProtocol();
         services.AddGrpc(o =>
         {
             o.MaxReceiveMessageSize = 1 << 20;
@@ -138,6 +140,8 @@ public sealed class CoordinatorHost : IAsyncDisposable
         api.MapJobsApi();
         api.MapBlobsApi();
         api.MapTrainingApi();
+        // Only when an IInferenceBackend is registered; gRPC on the gateway's ports, which already speak HTTP/2.
+        app.MapOpenInferenceProtocol(endpoints.Grpc.Select(u => $"*:{u.Port}").ToArray());
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
         app.MapGet("/readyz", async (ReadinessState ready, DatabaseInitializer db, CancellationToken cancellationToken) =>
             ready.IsReady && await db.IsReachableAsync(cancellationToken)
