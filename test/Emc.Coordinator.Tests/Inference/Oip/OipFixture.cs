@@ -39,17 +39,19 @@ public sealed class OipFixture : IAsyncLifetime
 
     public InProcessOnnxBackend Backend { get; private set; } = null!;
 
+    /// <summary>The served model's ONNX file.</summary>
+    public byte[] Onnx { get; private set; } = [];
+
     public async Task InitializeAsync()
     {
-        byte[] onnx;
         using (var model = TrainableModel.Create(new ModelSpec { Name = ModelSpec.Mlp, Hidden = [16] }, [Features], Classes, false, "cpu", 7))
         {
-            onnx = OnnxExporter.Export(model);
+            Onnx = OnnxExporter.Export(model);
         }
 
-        Reference = OnnxSession.Load(onnx);
+        Reference = OnnxSession.Load(Onnx);
         Backend = new InProcessOnnxBackend();
-        Backend.Add(Model, onnx);
+        Backend.Add(Model, Onnx);
 
         _dataDirectory = Directory.CreateTempSubdirectory("emc-oip-test-").FullName;
         Host = CoordinatorHost.Create(
