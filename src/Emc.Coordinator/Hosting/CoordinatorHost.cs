@@ -2,6 +2,7 @@ using System.Text.Json;
 using Emc.Coordinator.Api;
 using Emc.Coordinator.Blobs;
 using Emc.Coordinator.Gateway;
+using Emc.Coordinator.Models;
 using Emc.Coordinator.Observability;
 using Emc.Coordinator.Persistence;
 using Emc.Coordinator.Registry;
@@ -115,6 +116,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         services.AddSingleton<ReadinessState>();
         services.AddEmcScheduling(options.PlacementPolicy);
         services.AddEmcTraining(options.DataDirectory);
+        services.AddEmcModels();
         services.AddGrpc(o =>
         {
             o.MaxReceiveMessageSize = 1 << 20;
@@ -138,6 +140,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         api.MapJobsApi();
         api.MapBlobsApi();
         api.MapTrainingApi();
+        api.MapModelsApi();
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
         app.MapGet("/readyz", async (ReadinessState ready, DatabaseInitializer db, CancellationToken cancellationToken) =>
             ready.IsReady && await db.IsReachableAsync(cancellationToken)
