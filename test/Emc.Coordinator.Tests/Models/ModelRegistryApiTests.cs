@@ -66,6 +66,17 @@ public sealed class ModelRegistryApiTests(RegistryCoordinatorFixture fixture) : 
     }
 
     [Fact]
+    public async Task Push_OnnxFromPyTorch_ReadsItsSignature()
+    {
+        var onnx = await File.ReadAllBytesAsync(Path.Combine(AppContext.BaseDirectory, "fixtures", "tiny_mlp.onnx"));
+
+        var model = await PushAsync("onnx-pytorch", onnx);
+
+        Assert.Equal(["x:FP32:-1,4"], model.Inputs!.Select(ModelSignature.Format));
+        Assert.Equal(["y:FP32:-1,2"], model.Outputs!.Select(ModelSignature.Format));
+    }
+
+    [Fact]
     public async Task Push_SameName_IncrementsVersion_AndGivenVersionIsUsed()
     {
         var first = await PushAsync("onnx-versions", MlpOnnx(seed: 1));
