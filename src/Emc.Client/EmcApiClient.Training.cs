@@ -78,6 +78,99 @@ public sealed partial class EmcApiClient
     public Task<ModelDescriptor> GetModelAsync(string name, int? version, CancellationToken cancellationToken) =>
         GetAsync<ModelDescriptor>($"api/v1/models/{Uri.EscapeDataString(name)}" + Query(("version", version?.ToString(System.Globalization.CultureInfo.InvariantCulture))), cancellationToken);
 
+    /// <summary>
+    /// Pushes an ONNX or TorchScript file as a new version of <paramref name="name"/> (the next
+    /// version when <paramref name="version"/> is null). TorchScript files need their signature
+    /// as NAME:DATATYPE:SHAPE in <paramref name="inputs"/> and <paramref name="outputs"/>.
+    /// </summary>
+    public async Task<ModelDescriptor> PushModelAsync(
+        string path,
+        string name,
+        int? version,
+        string? format,
+        IReadOnlyList<string> inputs,
+        IReadOnlyList<string> outputs,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(outputs);
+        using var form = new MultipartFormDataContent();
+        form.Add(new StringContent(name), "name");
+        if (version is { } v)
+        {
+            form.Add(new StringContent(v.ToString(System.Globalization.CultureInfo.InvariantCulture)), "version");
+        }
+
+        if (!string.IsNullOrEmpty(format))
+        {
+            form.Add(new StringContent(format), "format");
+        }
+
+        foreach (var input in inputs)
+        {
+            form.Add(new StringContent(input), "input");
+        }
+
+        foreach (var output in outputs)
+        {
+            form.Add(new StringContent(output), "output");
+        }
+
+        await using var stream = File.OpenRead(path);
+        var content = new StreamContent(stream);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+        form.Add(content, "file", Path.GetFileName(path));
+        return await SendContentAsync<ModelDescriptor>(HttpMethod.Post, "api/v1/models", form, cancellationToken);
+    }
+
+    /// <summary>Removes one version of a model, or every version when <paramref name="version"/> is null; returns what was removed.</summary>
+    public Task<IReadOnlyList<ModelDescriptor>> RemoveModelAsync(string name, int? version, CancellationToken cancellationToken) =>
+        SendContentAsync<IReadOnlyList<ModelDescriptor>>(
+            HttpMethod.Delete,
+            $"api/v1/models/{Uri.EscapeDataString(name)}" + Query(("version", version?.ToString(System.Globalization.CultureInfo.InvariantCulture))),
+            null,
+            cancellationToken);
+
+    /// <summary>Downloads a trained model exported to <paramref name="format"/> (onnx) into <paramref name="destination"/>; returns the export's sha256.</summary>
+    public async Task<string> ExportModelAsync(string name, int? version, string format, Stream destination, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        var path = $"api/v1/models/{Uri.EscapeDataString(name)}/export" + Query(("version", version?.ToString(System.Globalization.CultureInfo.InvariantCulture)), ("format", format));
+        HttpResponseMessage response;
+        try
+        {
+            response = await http.GetAsync(path, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+        }
+        catch (HttpRequestException ex)
+        {
+            throw new EmcApiException(null, $"cannot reach the coordinator at {http.BaseAddress}: {ex.Message}");
+        }
+
+        using (response)
+        {
+            if (!response.IsSuccessStatusCode)
+            {
+                throw new EmcApiException(response.StatusCode, $"{(int)response.StatusCode} {response.ReasonPhrase}: {await ReadProblemAsync(response, cancellationToken)}");
+            }
+
+            await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
+            using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            var buffer = new byte[1 << 16];
+            int read;
+            while ((read = await body.ReadAsync(buffer, cancellationToken)) > 0)
+            {
+                sha.AppendData(buffer, 0, read);
+                await destination.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+            }
+
+            var hash = Convert.ToHexStringLower(sha.GetHashAndReset());
+            var expected = response.Headers.ETag?.Tag.Trim('"');
+            return expected is null || expected == hash
+                ? hash
+                : throw new EmcApiException(response.StatusCode, $"the export arrived corrupted (sha256 {hash}, expected {expected})");
+        }
+    }
+
     /// <summary>Uploads a file as a content-addressed blob and returns its sha256.</summary>
     public async Task<string> UploadBlobAsync(string path, CancellationToken cancellationToken)
     {

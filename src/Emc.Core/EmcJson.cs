@@ -3,7 +3,10 @@ using System.Text.Json.Serialization;
 
 namespace Emc.Core;
 
-/// <summary>The JSON conventions of EMC's API: camelCase names, enums as kebab-case strings.</summary>
+/// <summary>
+/// The JSON conventions of EMC's API: camelCase names, enums as kebab-case strings, except tensor
+/// datatypes, which keep the Open Inference Protocol's names ("FP32", "INT64").
+/// </summary>
 public static class EmcJson
 {
     /// <summary>Options for reading and writing API documents.</summary>
@@ -18,6 +21,8 @@ public static class EmcJson
         ArgumentNullException.ThrowIfNull(options);
         options.PropertyNamingPolicy = JsonNamingPolicy.CamelCase;
         options.PropertyNameCaseInsensitive = true;
+        // Before the general enum converter, which would otherwise write "fp32" and "u-int8".
+        options.Converters.Add(new TensorDatatypeConverter());
         options.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower));
     }
 
@@ -53,5 +58,20 @@ public static class EmcJson
         Apply(options);
         options.MakeReadOnly(populateMissingResolver: true);
         return options;
+    }
+
+    /// <summary>Writes and reads <see cref="Inference.TensorDatatype"/> by its protocol name.</summary>
+    private sealed class TensorDatatypeConverter : JsonConverter<Inference.TensorDatatype>
+    {
+        public override Inference.TensorDatatype Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+        {
+            var text = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
+            return Inference.TensorDatatypes.TryParse(text, out var datatype)
+                ? datatype
+                : throw new JsonException(Inference.TensorDatatypes.UnknownMessage(text));
+        }
+
+        public override void Write(Utf8JsonWriter writer, Inference.TensorDatatype value, JsonSerializerOptions options) =>
+            writer.WriteStringValue(Inference.TensorDatatypes.ToWireName(value));
     }
 }

@@ -3,6 +3,7 @@ using Emc.Coordinator.Api;
 using Emc.Coordinator.Blobs;
 using Emc.Coordinator.Gateway;
 using Emc.Coordinator.Inference.Oip;
+using Emc.Coordinator.Models;
 using Emc.Coordinator.Observability;
 using Emc.Coordinator.Persistence;
 using Emc.Coordinator.Registry;
@@ -117,6 +118,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         services.AddEmcScheduling(options.PlacementPolicy);
         services.AddEmcTraining(options.DataDirectory);
         services.AddOpenInferenceProtocol();
+        services.AddEmcModels();
         services.AddGrpc(o =>
         {
             o.MaxReceiveMessageSize = 1 << 20;
@@ -142,6 +144,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         api.MapTrainingApi();
         // Only when an IInferenceBackend is registered; gRPC on the gateway's ports, which already speak HTTP/2.
         app.MapOpenInferenceProtocol(endpoints.Grpc.Select(u => $"*:{u.Port}").ToArray());
+        api.MapModelsApi();
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
         app.MapGet("/readyz", async (ReadinessState ready, DatabaseInitializer db, CancellationToken cancellationToken) =>
             ready.IsReady && await db.IsReachableAsync(cancellationToken)

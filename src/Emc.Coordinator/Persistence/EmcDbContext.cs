@@ -26,6 +26,8 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
 
     public DbSet<ModelRow> Models => Set<ModelRow>();
 
+    public DbSet<DeploymentRow> Deployments => Set<DeploymentRow>();
+
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.Entity<NodeRecord>(node =>
@@ -83,6 +85,19 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
             model.Property(m => m.Format).HasMaxLength(16);
             model.Property(m => m.WeightsHash).HasMaxLength(64);
             model.Property(m => m.SourceJob).HasMaxLength(32);
+            model.Property(m => m.FileHash).HasMaxLength(64);
+            model.Property(m => m.OnnxExportHash).HasMaxLength(64);
+        });
+
+        modelBuilder.Entity<DeploymentRow>(deployment =>
+        {
+            deployment.ToTable("deployments");
+            deployment.HasKey(d => d.Id);
+            deployment.Property(d => d.Id).HasMaxLength(64);
+            deployment.Property(d => d.Model).HasMaxLength(64);
+
+            // "Is this model version deployed?" is asked before a model is removed.
+            deployment.HasIndex(d => new { d.Model, d.Version });
         });
 
         modelBuilder.Entity<SettingRecord>(setting =>

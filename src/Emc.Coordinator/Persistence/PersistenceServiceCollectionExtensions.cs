@@ -1,3 +1,4 @@
+using Emc.Coordinator.Inference;
 using Emc.Coordinator.Scheduling;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
@@ -5,7 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace Emc.Coordinator.Persistence;
 
-/// <summary>Registers the database, the node store and the scheduler store.</summary>
+/// <summary>Registers the database, the node store, the scheduler store and the deployment store.</summary>
 public static class PersistenceServiceCollectionExtensions
 {
     public static IServiceCollection AddEmcPersistence(this IServiceCollection services, string dataDirectory)
@@ -21,6 +22,7 @@ public static class PersistenceServiceCollectionExtensions
         services.AddDbContextFactory<EmcDbContext>(options => options.UseSqlite(connectionString));
         services.AddSingleton<NodeStore>();
         services.AddSingleton<SchedulerStore>();
+        services.AddSingleton<IDeploymentStore, DeploymentStore>();
         services.AddSingleton<DatabaseInitializer>();
         return services;
     }

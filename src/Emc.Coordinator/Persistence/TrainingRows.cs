@@ -82,14 +82,20 @@ public sealed class ModelRow
     public required string Name { get; set; }
     public int Version { get; set; }
 
-    /// <summary>"emc-zoo" (weights vector of a zoo model) or "torchscript".</summary>
+    /// <summary>"emc-zoo" (weights vector of a zoo model), "torchscript" or "onnx".</summary>
     public required string Format { get; set; }
 
     /// <summary>The <see cref="Core.Training.ModelDescriptor"/> as JSON: architecture, data shape, metrics.</summary>
     public required string DescriptorJson { get; set; }
 
-    /// <summary>sha256 of the weights blob.</summary>
+    /// <summary>sha256 of the weights blob; empty for a pushed file, whose weights are inside it.</summary>
     public required string WeightsHash { get; set; }
+
+    /// <summary>sha256 of the model file of a pushed model (ONNX or TorchScript); null for a model trained by the network.</summary>
+    public string? FileHash { get; set; }
+
+    /// <summary>sha256 of the cached ONNX export of a trained zoo model, once one was asked for.</summary>
+    public string? OnnxExportHash { get; set; }
 
     public long Bytes { get; set; }
     public string? SourceJob { get; set; }

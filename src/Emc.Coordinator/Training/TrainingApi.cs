@@ -9,10 +9,9 @@ using Microsoft.AspNetCore.Routing;
 namespace Emc.Coordinator.Training;
 
 /// <summary>
-/// Datasets, training jobs and the model registry:
+/// Datasets and training jobs (the models they produce are served by Models/ModelsApi):
 /// POST/GET /api/v1/datasets, GET/DELETE /api/v1/datasets/{name};
-/// POST/GET /api/v1/training, GET /api/v1/training/{id}, GET /api/v1/training/{id}/rounds, POST /api/v1/training/{id}/cancel;
-/// GET /api/v1/models, GET /api/v1/models/{name}?version=V.
+/// POST/GET /api/v1/training, GET /api/v1/training/{id}, GET /api/v1/training/{id}/rounds, POST /api/v1/training/{id}/cancel.
 /// </summary>
 internal static class TrainingApi
 {
@@ -29,8 +28,6 @@ internal static class TrainingApi
         api.MapGet("/training/{id}", GetAsync);
         api.MapGet("/training/{id}/rounds", RoundsAsync);
         api.MapPost("/training/{id}/cancel", CancelAsync);
-        api.MapGet("/models", ListModelsAsync);
-        api.MapGet("/models/{name}", GetModelAsync);
         return api;
     }
 
@@ -180,27 +177,6 @@ internal static class TrainingApi
 
         return Results.Ok(await submission.ViewAsync((await store.GetJobAsync(id, cancellationToken))!, cancellationToken));
     }
-
-    private static async Task<IResult> ListModelsAsync(TrainingStore store, CancellationToken cancellationToken)
-    {
-        var rows = await store.ListModelsAsync(cancellationToken);
-        return Results.Ok(rows.Select(Descriptor).ToList());
-    }
-
-    private static async Task<IResult> GetModelAsync(TrainingStore store, string name, int? version, CancellationToken cancellationToken)
-    {
-        if (version is < 1)
-        {
-            return Problem(400, "Bad version", "version must be a positive integer.");
-        }
-
-        return await store.GetModelAsync(name, version, cancellationToken) is { } row
-            ? Results.Ok(Descriptor(row))
-            : Problem(404, "Model not found", version is null ? $"No model named '{name}'." : $"Model '{name}' has no version {version}.");
-    }
-
-    private static ModelDescriptor Descriptor(Persistence.ModelRow row) =>
-        TrainingJson.ReadDescriptor(row.DescriptorJson) with { Name = row.Name, Version = row.Version };
 
     private static IResult Problem(int status, string title, string detail) =>
         Results.Problem(title: title, detail: detail, statusCode: status);

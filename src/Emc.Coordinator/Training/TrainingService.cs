@@ -856,7 +856,7 @@ public sealed partial class TrainingService : BackgroundService
     private async Task CompleteAsync(ActiveJob job, RoundSummary final, CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
-        var name = job.Spec.Output ?? (JobSpecValidator.IsIdentifier(job.Spec.Name) ? job.Spec.Name : job.Row.Id);
+        var name = job.Spec.Output ?? (ModelNames.IsValid(job.Spec.Name) ? job.Spec.Name : job.Row.Id);
         var split = job.Manifest.Splits["train"];
         var descriptor = new ModelDescriptor
         {

@@ -154,6 +154,61 @@ public sealed class TrainingStore(IDbContextFactory<EmcDbContext> factory)
         return row.Version;
     }
 
+    /// <summary>
+    /// Adds a pushed model as version <paramref name="version"/>, or as the next version when that is
+    /// null; returns the version, or null when the version is taken.
+    /// </summary>
+    public async Task<int?> AddModelVersionAsync(ModelRow row, int? version, CancellationToken cancellationToken)
+    {
+        await using var db = await factory.CreateDbContextAsync(cancellationToken);
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        if (version is { } wanted)
+        {
+            if (await db.Models.AnyAsync(m => m.Name == row.Name && m.Version == wanted, cancellationToken))
+            {
+                return null;
+            }
+
+            row.Version = wanted;
+        }
+        else
+        {
+            var last = await db.Models.Where(m => m.Name == row.Name).MaxAsync(m => (int?)m.Version, cancellationToken);
+            row.Version = (last ?? 0) + 1;
+        }
+
+        db.Models.Add(row);
+        try
+        {
+            await db.SaveChangesAsync(cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+            return row.Version;
+        }
+        catch (DbUpdateException)
+        {
+            // Another push took the version between the check and the insert.
+            return null;
+        }
+    }
+
+    /// <summary>Removes one version of a model, or every version when <paramref name="version"/> is null; returns the rows removed.</summary>
+    public async Task<IReadOnlyList<ModelRow>> RemoveModelsAsync(string name, int? version, CancellationToken cancellationToken)
+    {
+        await using var db = await factory.CreateDbContextAsync(cancellationToken);
+        var rows = await db.Models.Where(m => m.Name == name && (version == null || m.Version == version)).ToListAsync(cancellationToken);
+        db.Models.RemoveRange(rows);
+        await db.SaveChangesAsync(cancellationToken);
+        return rows;
+    }
+
+    /// <summary>Records the blob that holds a model version's ONNX export.</summary>
+    public async Task SetOnnxExportAsync(string name, int version, string hash, CancellationToken cancellationToken)
+    {
+        await using var db = await factory.CreateDbContextAsync(cancellationToken);
+        await db.Models.Where(m => m.Name == name && m.Version == version)
+            .ExecuteUpdateAsync(set => set.SetProperty(m => m.OnnxExportHash, hash), cancellationToken);
+    }
+
     public async Task<ModelRow?> GetModelAsync(string name, int? version, CancellationToken cancellationToken)
     {
         await using var db = await factory.CreateDbContextAsync(cancellationToken);
@@ -186,6 +241,16 @@ public sealed class TrainingStore(IDbContextFactory<EmcDbContext> factory)
         foreach (var model in await db.Models.AsNoTracking().ToListAsync(cancellationToken))
         {
             result.Add(model.WeightsHash);
+            if (model.FileHash is { } file)
+            {
+                result.Add(file);
+            }
+
+            if (model.OnnxExportHash is { } export)
+            {
+                result.Add(export);
+            }
+
             if (TrainingJson.ReadDescriptor(model.DescriptorJson).Model.Script is { } script)
             {
                 result.Add(script);

@@ -152,9 +152,9 @@ public static class TrainingDefaults
             errors.Add("deviceMemoryBytes must not be negative");
         }
 
-        if (spec.Output is not null && !JobSpecValidator.IsIdentifier(spec.Output))
+        if (spec.Output is not null && !ModelNames.IsValid(spec.Output))
         {
-            errors.Add("output must be a model name of letters, digits, '.', '_', '-' or ':'");
+            errors.Add($"output must be a model name: {ModelNames.Rule}");
         }
 
         if (spec.IdempotencyKey is not null && !JobSpecValidator.IsIdentifier(spec.IdempotencyKey, 128))
