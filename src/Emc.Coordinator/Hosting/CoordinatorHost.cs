@@ -2,6 +2,7 @@ using System.Text.Json;
 using Emc.Coordinator.Api;
 using Emc.Coordinator.Blobs;
 using Emc.Coordinator.Gateway;
+using Emc.Coordinator.Inference;
 using Emc.Coordinator.Observability;
 using Emc.Coordinator.Persistence;
 using Emc.Coordinator.Registry;
@@ -115,9 +116,12 @@ public sealed class CoordinatorHost : IAsyncDisposable
         services.AddSingleton<ReadinessState>();
         services.AddEmcScheduling(options.PlacementPolicy);
         services.AddEmcTraining(options.DataDirectory);
+        services.AddEmcDeployments();
         services.AddGrpc(o =>
         {
-            o.MaxReceiveMessageSize = 1 << 20;
+            // Inference replies carry tensors (64 MiB at most, refused above that with a clear error).
+            o.MaxReceiveMessageSize = Core.Inference.ServingLimits.MaxMessageBytes;
+            o.MaxSendMessageSize = Core.Inference.ServingLimits.MaxMessageBytes;
             o.EnableDetailedErrors = false;
         });
         services.AddProblemDetails();
@@ -138,6 +142,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         api.MapJobsApi();
         api.MapBlobsApi();
         api.MapTrainingApi();
+        api.MapDeploymentsApi();
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
         app.MapGet("/readyz", async (ReadinessState ready, DatabaseInitializer db, CancellationToken cancellationToken) =>
             ready.IsReady && await db.IsReachableAsync(cancellationToken)
