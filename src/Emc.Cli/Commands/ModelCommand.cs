@@ -19,6 +19,8 @@ internal static class ModelCommand
         List(),
         Show(),
         Pull(),
+        DeployCommands.Deploy(),
+        DeployCommands.Undeploy(),
     };
 
     private static Command List()
