@@ -17,6 +17,8 @@ var root = new RootCommand(
     DataCommand.Create(),
     TrainCommand.Create(),
     ModelCommand.Create(),
+    DeployCommands.List(),
+    InferCommand.Create(),
     BenchCommand.Create(),
 };
 

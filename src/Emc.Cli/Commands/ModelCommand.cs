@@ -22,6 +22,8 @@ internal static class ModelCommand
         Push(),
         Remove(),
         Export(),
+        DeployCommands.Deploy(),
+        DeployCommands.Undeploy(),
     };
 
     private static Command List()

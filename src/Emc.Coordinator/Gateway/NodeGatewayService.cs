@@ -2,6 +2,7 @@ using Emc.Contracts.Node.V1;
 using Emc.Coordinator.Observability;
 using Emc.Coordinator.Persistence;
 using Emc.Coordinator.Hosting;
+using Emc.Coordinator.Inference;
 using Emc.Coordinator.Registry;
 using Emc.Coordinator.Scheduling;
 using Emc.Core.Identity;
@@ -24,6 +25,7 @@ public sealed partial class NodeGatewayService(
     NodeSessions sessions,
     IGrainFactory grains,
     SchedulerService scheduler,
+    NodeCallHub calls,
     CoordinatorIdentity identity,
     IOptions<RegistryOptions> options,
     ILogger<NodeGatewayService> logger) : NodeGateway.NodeGatewayBase
@@ -99,6 +101,7 @@ public sealed partial class NodeGatewayService(
         await grain.Attach(sessionId);
         var outbound = NodeSessions.CreateOutbound();
         sessions.Open(nodeId, sessionId, sessionCancel, outbound);
+        calls.SessionOpened(nodeId, sessionId, outbound.Writer);
         EmcMetrics.Registrations.WithLabels("accepted").Inc();
         EmcMetrics.Sessions.Inc();
         Log.NodeConnected(logger, nodeId, node.Name, sessionId);
@@ -138,6 +141,7 @@ public sealed partial class NodeGatewayService(
             }
 
             sessions.Close(nodeId, sessionId);
+            calls.SessionClosed(nodeId, sessionId);
             EmcMetrics.Sessions.Dec();
             await grain.Detach(sessionId, graceful);
             if (!sessions.Stopping.IsCancellationRequested)
@@ -230,6 +234,15 @@ public sealed partial class NodeGatewayService(
                     }
 
                     scheduler.CacheUpdated(nodeId, [.. message.CacheUpdate.Keys.Distinct(StringComparer.Ordinal)]);
+                    break;
+
+                case NodeMessage.BodyOneofCase.InferReply:
+                    // Matched among this node's calls only; an unknown id is dropped.
+                    calls.ReplyReceived(nodeId, message.InferReply);
+                    break;
+
+                case NodeMessage.BodyOneofCase.ReplicaStatus:
+                    calls.StatusReceived(nodeId, message.ReplicaStatus);
                     break;
 
                 default:

@@ -4,6 +4,7 @@ using Emc.Coordinator.Blobs;
 using Emc.Coordinator.Gateway;
 using Emc.Coordinator.Inference.Oip;
 using Emc.Coordinator.Models;
+using Emc.Coordinator.Inference;
 using Emc.Coordinator.Observability;
 using Emc.Coordinator.Persistence;
 using Emc.Coordinator.Registry;
@@ -119,9 +120,12 @@ public sealed class CoordinatorHost : IAsyncDisposable
         services.AddEmcTraining(options.DataDirectory);
         services.AddOpenInferenceProtocol();
         services.AddEmcModels();
+        services.AddEmcDeployments();
         services.AddGrpc(o =>
         {
-            o.MaxReceiveMessageSize = 1 << 20;
+            // Inference replies carry tensors (64 MiB at most, refused above that with a clear error).
+            o.MaxReceiveMessageSize = Core.Inference.ServingLimits.MaxMessageBytes;
+            o.MaxSendMessageSize = Core.Inference.ServingLimits.MaxMessageBytes;
             o.EnableDetailedErrors = false;
         });
         services.AddProblemDetails();
@@ -145,6 +149,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         // Only when an IInferenceBackend is registered; gRPC on the gateway's ports, which already speak HTTP/2.
         app.MapOpenInferenceProtocol(endpoints.Grpc.Select(u => $"*:{u.Port}").ToArray());
         api.MapModelsApi();
+        api.MapDeploymentsApi();
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
         app.MapGet("/readyz", async (ReadinessState ready, DatabaseInitializer db, CancellationToken cancellationToken) =>
             ready.IsReady && await db.IsReachableAsync(cancellationToken)

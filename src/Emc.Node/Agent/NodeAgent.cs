@@ -6,6 +6,7 @@ using Emc.Core.Hardware;
 using Emc.Core.Identity;
 using Emc.Node.Connection;
 using Emc.Node.Hardware;
+using Emc.Node.Inference;
 using Emc.Node.Training;
 using Emc.Node.Work;
 using Grpc.Core;
@@ -33,6 +34,9 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
 
     /// <summary>The node's id, known once the key is loaded.</summary>
     public EthAddress? NodeId { get; private set; }
+
+    /// <summary>The node's serving side (replicas of deployments), once the agent runs.</summary>
+    public InferenceHost? Inference { get; private set; }
 
     /// <summary>
     /// Runs until <paramref name="drain"/> fires and the node has drained (then says goodbye), or the
@@ -64,11 +68,20 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
 
         // The leases outlive sessions: results finished while disconnected are handed in on the next one.
         using var blobHttp = new HttpClient { BaseAddress = options.Coordinator, Timeout = Timeout.InfiniteTimeSpan };
-        using var training = new TrainRoundExecutor(key, new BlobCache(blobHttp, Path.Combine(options.DataDirectory, "blobs")), logger) { Threads = options.TrainingThreads };
+        var blobs = new BlobCache(blobHttp, Path.Combine(options.DataDirectory, "blobs"));
+        using var training = new TrainRoundExecutor(key, blobs, logger) { Threads = options.TrainingThreads };
+        using var models = new ModelCache((input, device, ct) => ModelCache.LoadAsync(blobs, input, device, options.InferenceThreads, ct));
+        await using var inference = new InferenceHost(models, logger, time);
+        Inference = inference;
         var executors = options.Executors ?? TaskExecutors.CreateDefault(probe, time);
         if (!executors.TryGet(training.Kind, out _))
         {
             executors.Add(training);
+        }
+
+        if (!executors.TryGet(Core.Inference.ServeTaskInput.Kind, out _))
+        {
+            executors.Add(new ServeExecutor(inference));
         }
 
         await using var leases = new LeaseRunner(executors, devices, logger);
@@ -93,6 +106,9 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
                 var registration = BuildRegistration(hardware, deviceBenchmarks, devices, link);
                 using var channel = GrpcChannel.ForAddress(info.GrpcUrl, new GrpcChannelOptions
                 {
+                    // Inference calls and replies carry tensors; larger ones are refused before they are sent.
+                    MaxReceiveMessageSize = Core.Inference.ServingLimits.MaxMessageBytes,
+                    MaxSendMessageSize = Core.Inference.ServingLimits.MaxMessageBytes,
                     HttpHandler = new SocketsHttpHandler
                     {
                         KeepAlivePingDelay = TimeSpan.FromSeconds(20),
@@ -101,7 +117,7 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
                         ConnectTimeout = TimeSpan.FromSeconds(10),
                     },
                 });
-                await RunSessionAsync(channel, key, registration, leases, backoff, attempt, drain, leave.Token);
+                await RunSessionAsync(channel, key, registration, leases, inference, backoff, attempt, drain, leave.Token);
                 if (drain.IsCancellationRequested)
                 {
                     return;
@@ -143,6 +159,7 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         NodeKey key,
         NodeRegistration registration,
         LeaseRunner leases,
+        InferenceHost inference,
         ExponentialBackoff backoff,
         CancellationToken handshake,
         CancellationToken drain,
@@ -165,13 +182,22 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         {
             // Attached before the first read, so that answers to offers have a way out.
             await leases.AttachAsync(outbox, leave);
+            await inference.AttachAsync(outbox, leave);
             reader = Task.Run(
                 async () =>
                 {
                     while (await connection.ReadAsync(sessionCancel.Token) is { } message)
                     {
                         Interlocked.Exchange(ref lastHeard, time.GetTimestamp());
-                        await leases.HandleAsync(message, sessionCancel.Token);
+                        if (message.BodyCase == CoordinatorMessage.BodyOneofCase.InferCall)
+                        {
+                            // Queued, never waited for: the reader must keep reading.
+                            inference.Dispatch(message.InferCall);
+                        }
+                        else
+                        {
+                            await leases.HandleAsync(message, sessionCancel.Token);
+                        }
                     }
                 },
                 CancellationToken.None);
@@ -184,6 +210,7 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
                 if (idle is null && drain.IsCancellationRequested)
                 {
                     Log.Draining(logger, leases.HeldLeaseIds.Count);
+                    inference.BeginDrain();
                     await leases.BeginDrainAsync(leave);
                     await outbox.SendAsync(new NodeMessage { Drain = new Drain { Reason = "the node agent is stopping" } }, leave);
                     idle = leases.WhenIdleAsync(CancellationToken.None);
@@ -226,6 +253,7 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
 
             // Nothing more may be queued after the goodbye: results finishing now wait (in vain) for another session.
             leases.Detach(outbox);
+            inference.Detach(outbox);
             using var goodbyeTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(5), time);
             await outbox.CloseAsync(goodbyeTimeout.Token);
             await connection.SendGoodbyeAsync(goodbyeTimeout.Token);
@@ -235,6 +263,7 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         finally
         {
             leases.Detach(outbox);
+            inference.Detach(outbox);
             await sessionCancel.CancelAsync();
             try
             {

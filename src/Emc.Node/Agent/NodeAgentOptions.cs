@@ -41,6 +41,9 @@ public sealed class NodeAgentOptions
     /// <summary>CPU threads libtorch uses for training; 0 (default) uses every core.</summary>
     public int TrainingThreads { get; set; }
 
+    /// <summary>CPU threads ONNX Runtime uses per served model; 0 (default) lets it choose.</summary>
+    public int InferenceThreads { get; set; }
+
     /// <summary>
     /// The executors the node runs leases with. Default null: the built-ins of
     /// <see cref="TaskExecutors.CreateDefault"/> (benchmark over the agent's device probe, and sleep).

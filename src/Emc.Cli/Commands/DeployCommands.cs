@@ -1,0 +1,120 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Emc.Cli.Infrastructure;
+using Emc.Client;
+using Emc.Core;
+using Emc.Core.Inference;
+
+namespace Emc.Cli.Commands;
+
+/// <summary>`emc model deploy`, `emc model undeploy` and `emc deployments`: models served by replicas on nodes.</summary>
+internal static class DeployCommands
+{
+    private static readonly string[] Header = ["ID", "MODEL", "STATE", "REPLICAS", "DESIRED", "BATCH", "DEVICE", "CREATED"];
+
+    /// <summary>`emc model deploy NAME[:VERSION] --replicas MIN..MAX [--max-batch B] [--max-delay-us D] [--device cpu|cuda]`.</summary>
+    public static Command Deploy()
+    {
+        var coordinator = CommonOptions.Coordinator();
+        var json = CommonOptions.Json();
+        var reference = new Argument<string>("model") { Description = "NAME or NAME:VERSION (default: the newest version)." };
+        var replicas = new Option<string>("--replicas") { Description = "MIN..MAX replicas, or one number for both (default 1).", DefaultValueFactory = _ => "1" };
+        var maxBatch = new Option<int>("--max-batch") { Description = "Rows per batch a replica forms (default 1: no batching).", DefaultValueFactory = _ => 1 };
+        var maxDelay = new Option<long>("--max-delay-us") { Description = "How long a partial batch waits for more requests, microseconds (default 0)." };
+        var device = new Option<string>("--device") { Description = "cpu or cuda (default cpu).", DefaultValueFactory = _ => "cpu" };
+        var command = new Command("deploy", "Serve a registered model on nodes.") { coordinator, json, reference, replicas, maxBatch, maxDelay, device };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            if (!ModelCommand.TryParseReference(result.GetValue(reference)!, out var name, out var version))
+            {
+                await Console.Error.WriteLineAsync($"emc model deploy: '{result.GetValue(reference)}' is not NAME or NAME:VERSION.");
+                return 2;
+            }
+
+            if (!TryParseRange(result.GetValue(replicas)!, out var min, out var max))
+            {
+                await Console.Error.WriteLineAsync($"emc model deploy: --replicas must be MIN..MAX or N, not '{result.GetValue(replicas)}'.");
+                return 2;
+            }
+
+            var spec = new DeploymentSpec
+            {
+                Model = name,
+                Version = version,
+                MinReplicas = min,
+                MaxReplicas = max,
+                MaxBatch = result.GetValue(maxBatch),
+                MaxDelayMicroseconds = result.GetValue(maxDelay),
+                Device = result.GetValue(device)!,
+            };
+            return await ApiCalls.CallAsync("model deploy", async () =>
+            {
+                var view = await EmcApiClient.Create(result.GetValue(coordinator)!).DeployAsync(spec, cancellationToken);
+                Console.WriteLine(result.GetValue(json)
+                    ? JsonSerializer.Serialize(view, EmcJson.Indented)
+                    : $"Deployed {view.Spec.Model}:{view.Version} as {view.Id} ({view.Spec.MinReplicas}..{view.Spec.MaxReplicas} replicas). Call it with: emc infer {view.Spec.Model} --input FILE|JSON");
+            });
+        });
+        return command;
+    }
+
+    /// <summary>`emc model undeploy ID|NAME`.</summary>
+    public static Command Undeploy()
+    {
+        var coordinator = CommonOptions.Coordinator();
+        var target = new Argument<string>("deployment") { Description = "A deployment id, or a model name with one deployment." };
+        var command = new Command("undeploy", "Stop serving a deployment.") { coordinator, target };
+        command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("model undeploy", async () =>
+        {
+            var id = await EmcApiClient.Create(result.GetValue(coordinator)!).UndeployAsync(result.GetValue(target)!, cancellationToken);
+            Console.WriteLine($"Undeployed {id}.");
+        }));
+        return command;
+    }
+
+    /// <summary>`emc deployments [--json]`.</summary>
+    public static Command List()
+    {
+        var coordinator = CommonOptions.Coordinator();
+        var json = CommonOptions.Json();
+        var command = new Command("deployments", "List deployments and their replicas.") { coordinator, json };
+        command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("deployments", async () =>
+        {
+            var deployments = await EmcApiClient.Create(result.GetValue(coordinator)!).GetDeploymentsAsync(cancellationToken);
+            if (result.GetValue(json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(deployments, EmcJson.Indented));
+                return;
+            }
+
+            var rows = new List<string[]> { Header };
+            rows.AddRange(deployments.Select(d => new[]
+            {
+                d.Id,
+                $"{d.Spec.Model}:{d.Version}",
+                d.State,
+                $"{d.Replicas.Count(r => r.State == "ready")}/{d.Replicas.Count} ({d.Spec.MinReplicas}..{d.Spec.MaxReplicas})",
+                d.DesiredReplicas.ToString(CultureInfo.InvariantCulture),
+                d.Spec.MaxBatch == 1 ? "off" : string.Create(CultureInfo.InvariantCulture, $"{d.Spec.MaxBatch} / {d.Spec.MaxDelayMicroseconds} µs"),
+                d.Spec.Device,
+                d.CreatedAt.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
+            }));
+            Console.WriteLine(Table.Format(rows));
+        }));
+        return command;
+    }
+
+    internal static bool TryParseRange(string text, out int min, out int max)
+    {
+        var parts = text.Split("..");
+        min = max = 0;
+        return parts.Length switch
+        {
+            1 => int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out min) && (max = min) >= 0,
+            2 => int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out min)
+                 && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out max),
+            _ => false,
+        };
+    }
+}

@@ -1,0 +1,770 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text.Json;
+using System.Threading.Channels;
+using Emc.Coordinator.Scheduling;
+using Emc.Coordinator.Training;
+using Emc.Core;
+using Emc.Core.Hardware;
+using Emc.Core.Inference;
+using Emc.Core.Scheduling;
+using Emc.Core.Training;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Emc.Coordinator.Inference;
+
+/// <summary>
+/// Serves the stored deployments. Each replica is a one-task scheduler job of kind "serve" (high
+/// priority, many retries) placed on a node that fits the deployment's device and prefers nodes that
+/// cache the model; the scheduler keeps its lease alive through heartbeats and reissues it elsewhere
+/// when the node is lost. A replica joins its deployment's <see cref="ReplicaRouter{TRequest, TResponse}"/>
+/// when its node says it is ready and leaves when the lease ends, the node says it stopped or the
+/// node's stream ends. Every second each deployment's load is sampled into its <see cref="Autoscaler"/>,
+/// and jobs are submitted or cancelled until they match the replica count it wants.
+/// </summary>
+/// <remarks>
+/// All changes to the deployments run on one control loop (an inbox of actions); the request path
+/// only reads an immutable snapshot of deployments by model name and calls the router.
+/// </remarks>
+public sealed partial class DeploymentService : BackgroundService, IInferenceBackend
+{
+    private const string JobPrefix = "serve:";
+    private const string Account = "deployments";
+
+    private readonly IDeploymentStore _store;
+    private readonly TrainingStore _registry;
+    private readonly SchedulerService _scheduler;
+    private readonly NodeCallHub _hub;
+    private readonly DeploymentOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly ILoggerFactory _loggers;
+    private readonly Channel<Func<Task>> _inbox = Channel.CreateUnbounded<Func<Task>>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Dictionary<string, Deployment> _deployments = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (Deployment Deployment, ReplicaJob Job)> _byTask = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (string NodeId, string ReplicaId)> _earlyReady = new(StringComparer.Ordinal);
+    private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile Dictionary<string, Deployment[]> _byModel = new(StringComparer.Ordinal);
+
+    public DeploymentService(
+        IDeploymentStore store,
+        TrainingStore registry,
+        SchedulerService scheduler,
+        NodeCallHub hub,
+        DeploymentOptions options,
+        TimeProvider timeProvider,
+        ILoggerFactory loggers)
+    {
+        _store = store;
+        _registry = registry;
+        _scheduler = scheduler;
+        _hub = hub;
+        _options = options;
+        _time = timeProvider;
+        _loggers = loggers;
+        _logger = loggers.CreateLogger<DeploymentService>();
+        _scheduler.Committed += OnCommitted;
+        _hub.ReplicaStatusChanged += OnReplicaStatus;
+        _hub.NodeGone += OnNodeGone;
+    }
+
+    /// <summary>Completes when the stored deployments have been loaded.</summary>
+    public Task Started => _started.Task;
+
+    // ------------------------------------------------------------ IInferenceBackend
+
+    public async ValueTask<ModelMetadata?> GetMetadataAsync(string model, string? version, CancellationToken cancellationToken)
+    {
+        if (Resolve(model, version) is { } deployment)
+        {
+            return deployment.Metadata;
+        }
+
+        if (!TryParseVersion(version, out var number))
+        {
+            return null;
+        }
+
+        var row = await _registry.GetModelAsync(model, number, cancellationToken);
+        return row is null ? null : BuildMetadata(JsonSerializer.Deserialize<ModelDescriptor>(row.DescriptorJson, EmcJson.Options)!);
+    }
+
+    public ValueTask<bool> IsReadyAsync(string model, string? version, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(Resolve(model, version) is { } deployment && deployment.Router.ReplicaCount > 0);
+
+    public async Task<InferResponse> InferAsync(string model, string? version, InferRequest request, DateTimeOffset deadline, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var deployment = Resolve(model, version) ?? throw OipException.UnknownModel(model, version);
+        OipValidator.EnsureValid(request, deployment.Metadata);
+        long bytes = 0;
+        foreach (var input in request.Inputs)
+        {
+            bytes += input.BinaryByteCount;
+        }
+
+        if (bytes > ServingLimits.MaxTensorBytes)
+        {
+            throw new OipException(OipErrorKind.PayloadTooLarge, $"the inputs hold {bytes} bytes; a request may carry at most {ServingLimits.MaxTensorBytes}");
+        }
+
+        var result = await deployment.Router.RouteAsync(new RoutedCall(request, deployment.Metadata, deadline), deadline, cancellationToken);
+        return result.Outcome switch
+        {
+            RouteOutcome.Success => result.Response!,
+            RouteOutcome.Rejected => throw new OipException(OipErrorKind.BadRequest, result.Error!.Message),
+            RouteOutcome.Overloaded => throw OipException.Unavailable($"model '{model}' is overloaded: every replica is busy and the queue is full"),
+            RouteOutcome.NoReplicas => throw OipException.Unavailable($"model '{model}' has no ready replica"),
+            RouteOutcome.DeadlineExceeded => throw OipException.Unavailable("deadline exceeded"),
+            RouteOutcome.Unavailable => throw OipException.Unavailable($"model '{model}' is unavailable: {result.Error?.Message}"),
+            RouteOutcome.Canceled => throw new OperationCanceledException(cancellationToken),
+            _ => throw OipException.Unavailable($"model '{model}' failed: {result.Error?.Message}"),
+        };
+    }
+
+    // ------------------------------------------------------------ deploy, undeploy, list
+
+    /// <summary>Deploys a registered model version; throws <see cref="DeploymentException"/> (400, 404, 409).</summary>
+    public async Task<DeploymentView> DeployAsync(DeploymentSpec spec, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var problems = Validate(spec);
+        if (problems.Count > 0)
+        {
+            throw new DeploymentException(400, string.Join("; ", problems));
+        }
+
+        var row = await _registry.GetModelAsync(spec.Model, spec.Version, cancellationToken)
+            ?? throw new DeploymentException(404, spec.Version is null ? $"no model named '{spec.Model}'" : $"model '{spec.Model}' has no version {spec.Version}");
+        var descriptor = JsonSerializer.Deserialize<ModelDescriptor>(row.DescriptorJson, EmcJson.Options)!;
+        if (descriptor.Format is not ("onnx" or "emc-zoo" or "torchscript"))
+        {
+            throw new DeploymentException(400, $"model format '{descriptor.Format}' cannot be served");
+        }
+
+        var record = new DeploymentRecord($"{row.Name}-v{row.Version}", spec with { Version = row.Version }, row.Version, _time.GetUtcNow());
+        if (!await _store.AddAsync(record, cancellationToken))
+        {
+            throw new DeploymentException(409, $"model {row.Name}:{row.Version} is already deployed as '{record.Id}'");
+        }
+
+        await RunAsync(() => Activate(record, descriptor), cancellationToken);
+        return await GetAsync(record.Id, cancellationToken) ?? throw new DeploymentException(404, $"deployment '{record.Id}' was removed");
+    }
+
+    /// <summary>Stops a deployment, by id or by model name; throws <see cref="DeploymentException"/> 404 when none matches.</summary>
+    public async Task<string> UndeployAsync(string idOrName, CancellationToken cancellationToken)
+    {
+        var id = await RunAsync(
+            () =>
+            {
+                if (_deployments.ContainsKey(idOrName))
+                {
+                    return Task.FromResult<string?>(idOrName);
+                }
+
+                var named = _deployments.Values.Where(d => d.Record.Spec.Model == idOrName).ToList();
+                return Task.FromResult(named.Count switch
+                {
+                    1 => named[0].Record.Id,
+                    > 1 => throw new DeploymentException(409, $"model '{idOrName}' has {named.Count} deployments ({string.Join(", ", named.Select(d => d.Record.Id))}); name one by id"),
+                    _ => null,
+                });
+            },
+            cancellationToken) ?? throw new DeploymentException(404, $"no deployment '{idOrName}'");
+
+        await _store.RemoveAsync(id, cancellationToken);
+        await RunAsync(() => DeactivateAsync(id, "undeployed", cancellationToken), cancellationToken);
+        return id;
+    }
+
+    public Task<IReadOnlyList<DeploymentView>> ListAsync(CancellationToken cancellationToken) =>
+        RunAsync(() => Task.FromResult<IReadOnlyList<DeploymentView>>([.. _deployments.Values.OrderBy(d => d.Record.CreatedAt).Select(View)]), cancellationToken);
+
+    public Task<DeploymentView?> GetAsync(string id, CancellationToken cancellationToken) =>
+        RunAsync(() => Task.FromResult(_deployments.TryGetValue(id, out var d) ? View(d) : null), cancellationToken);
+
+    /// <summary>The router of a deployment, for stats and tests; null when not deployed.</summary>
+    public ReplicaRouter<RoutedCall, InferResponse>? GetRouter(string id) =>
+        _byModel.Values.SelectMany(d => d).FirstOrDefault(d => d.Record.Id == id)?.Router;
+
+    // ------------------------------------------------------------ control loop
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await _scheduler.Restored.WaitAsync(stoppingToken);
+            await RestoreAsync(stoppingToken);
+        }
+        finally
+        {
+            _started.TrySetResult();
+        }
+
+        using var timer = new PeriodicTimer(_options.ScaleInterval, _time);
+        var tick = timer.WaitForNextTickAsync(stoppingToken).AsTask();
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var read = _inbox.Reader.WaitToReadAsync(stoppingToken).AsTask();
+            try
+            {
+                var woke = await Task.WhenAny(tick, read);
+                while (_inbox.Reader.TryRead(out var action))
+                {
+                    await action();
+                }
+
+                if (woke == tick)
+                {
+                    if (!await tick)
+                    {
+                        break;
+                    }
+
+                    await ScaleAllAsync(stoppingToken);
+                    tick = timer.WaitForNextTickAsync(stoppingToken).AsTask();
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception ex)
+            {
+                Log.StepFailed(_logger, ex);
+            }
+        }
+    }
+
+    public override void Dispose()
+    {
+        _scheduler.Committed -= OnCommitted;
+        _hub.ReplicaStatusChanged -= OnReplicaStatus;
+        _hub.NodeGone -= OnNodeGone;
+        base.Dispose();
+    }
+
+    private async Task<T> RunAsync<T>(Func<Task<T>> action, CancellationToken cancellationToken)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _inbox.Writer.TryWrite(async () =>
+        {
+            try
+            {
+                done.TrySetResult(await action());
+            }
+            catch (Exception ex)
+            {
+                done.TrySetException(ex);
+            }
+        });
+        return await done.Task.WaitAsync(cancellationToken);
+    }
+
+    private Task<bool> RunAsync(Func<Task> action, CancellationToken cancellationToken) =>
+        RunAsync(
+            async () =>
+            {
+                await action();
+                return true;
+            },
+            cancellationToken);
+
+    private async Task RestoreAsync(CancellationToken cancellationToken)
+    {
+        // Replica jobs of a previous run are not adopted: their replicas are placed afresh.
+        foreach (var job in await _scheduler.ListJobsAsync(null, Account, 10_000, cancellationToken))
+        {
+            if (!job.State.IsTerminal() && job.Name.StartsWith(JobPrefix, StringComparison.Ordinal))
+            {
+                await _scheduler.CancelAsync(job.Id, "the coordinator restarted; the replica is placed again", cancellationToken);
+            }
+        }
+
+        foreach (var record in await _store.ListAsync(cancellationToken))
+        {
+            var row = await _registry.GetModelAsync(record.Spec.Model, record.Version, cancellationToken);
+            if (row is null)
+            {
+                Log.ModelMissing(_logger, record.Id, record.Spec.Model, record.Version);
+                continue;
+            }
+
+            await Activate(record, JsonSerializer.Deserialize<ModelDescriptor>(row.DescriptorJson, EmcJson.Options)!);
+        }
+    }
+
+    private async Task Activate(DeploymentRecord record, ModelDescriptor descriptor)
+    {
+        var spec = record.Spec;
+        var deployment = new Deployment(
+            record,
+            descriptor,
+            BuildMetadata(descriptor),
+            new ReplicaRouter<RoutedCall, InferResponse>(record.Id, _options.Router, _time, _loggers.CreateLogger("Emc.Coordinator.Inference.Router")),
+            new Autoscaler(new AutoscalerOptions
+            {
+                MinReplicas = spec.MinReplicas,
+                MaxReplicas = spec.MaxReplicas,
+                TargetOngoingRequests = _options.TargetOngoingRequests,
+                UpscaleWindow = _options.UpscaleWindow,
+                DownscaleWindow = _options.DownscaleWindow,
+            }))
+        {
+            Desired = Math.Max(1, spec.MinReplicas),
+        };
+        _deployments[record.Id] = deployment;
+        PublishByModel();
+        Log.Deployed(_logger, record.Id, spec.Model, record.Version, spec.MinReplicas, spec.MaxReplicas);
+        await ReconcileAsync(deployment, CancellationToken.None);
+    }
+
+    private async Task DeactivateAsync(string id, string reason, CancellationToken cancellationToken)
+    {
+        if (!_deployments.Remove(id, out var deployment))
+        {
+            return;
+        }
+
+        PublishByModel();
+        foreach (var job in deployment.Jobs.ToList())
+        {
+            await RemoveJobAsync(deployment, job, reason, cancellationToken);
+        }
+
+        Log.Undeployed(_logger, id, reason);
+    }
+
+    private async Task ScaleAllAsync(CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        foreach (var deployment in _deployments.Values.ToList())
+        {
+            deployment.Autoscaler.Record(deployment.Router.Sample());
+            var decision = deployment.Autoscaler.Decide(deployment.Desired, now);
+            if (decision.Direction != ScaleDirection.None && decision.Replicas != deployment.Desired)
+            {
+                Log.Scaled(_logger, deployment.Record.Id, deployment.Desired, decision.Replicas, decision.Reason);
+                deployment.Desired = decision.Replicas;
+            }
+
+            await ReconcileAsync(deployment, cancellationToken);
+        }
+    }
+
+    /// <summary>Submits or cancels replica jobs until the deployment has as many as it wants.</summary>
+    private async Task ReconcileAsync(Deployment deployment, CancellationToken cancellationToken)
+    {
+        while (deployment.Jobs.Count < deployment.Desired)
+        {
+            var job = await SubmitReplicaAsync(deployment, cancellationToken);
+            if (job is null)
+            {
+                return;
+            }
+        }
+
+        while (deployment.Jobs.Count > deployment.Desired)
+        {
+            // Replicas not serving yet go first, then the newest.
+            var surplus = deployment.Jobs.OrderBy(j => j.ReplicaId is null ? 0 : 1).ThenByDescending(j => j.Number).First();
+            await RemoveJobAsync(deployment, surplus, "scaled down", cancellationToken);
+        }
+    }
+
+    private async Task<ReplicaJob?> SubmitReplicaAsync(Deployment deployment, CancellationToken cancellationToken)
+    {
+        var spec = deployment.Record.Spec;
+        var input = new ServeTaskInput
+        {
+            Deployment = deployment.Record.Id,
+            Model = deployment.Descriptor with { Metrics = null },
+            MaxBatch = spec.MaxBatch,
+            MaxDelayMicroseconds = spec.MaxDelayMicroseconds,
+            MaxQueue = spec.MaxQueue,
+        };
+        var key = ServeTaskInput.ModelKey(deployment.Descriptor);
+        JobView view;
+        try
+        {
+            view = await _scheduler.SubmitAsync(
+                new JobSpec
+                {
+                    Name = JobPrefix + deployment.Record.Id,
+                    Account = Account,
+                    Priority = PriorityClass.High,
+                    Demand = new ResourceDemand
+                    {
+                        Device = string.Equals(spec.Device, "cuda", StringComparison.OrdinalIgnoreCase) ? DeviceKind.Cuda : DeviceKind.Cpu,
+                        // Weights, a copy for the runtime and room for activations.
+                        DeviceMemoryBytes = deployment.Descriptor.Bytes * 3,
+                        CacheKeys = key.Length > 0 ? [key] : [],
+                    },
+                    MaxRetries = JobSpecValidator.MaxRetriesLimit,
+                    Tasks = [new TaskSpec { Kind = ServeTaskInput.Kind, Input = JsonSerializer.Serialize(input, EmcJson.Options) }],
+                },
+                cancellationToken);
+        }
+        catch (Exception ex) when (ex is SchedulingException or ArgumentException)
+        {
+            Log.SubmitFailed(_logger, deployment.Record.Id, ex.Message);
+            return null;
+        }
+
+        var job = new ReplicaJob(view.Id, view.Id + ".0", ++deployment.Submitted);
+        deployment.Jobs.Add(job);
+        _byTask[job.TaskId] = (deployment, job);
+        if (_earlyReady.Remove(job.TaskId, out var early))
+        {
+            await ReadyAsync(early.NodeId, early.ReplicaId, cancellationToken);
+        }
+
+        return job;
+    }
+
+    private async Task RemoveJobAsync(Deployment deployment, ReplicaJob job, string reason, CancellationToken cancellationToken)
+    {
+        deployment.Jobs.Remove(job);
+        _byTask.Remove(job.TaskId);
+        if (job.ReplicaId is { } replica)
+        {
+            deployment.Router.RemoveReplica(replica);
+            job.ReplicaId = null;
+        }
+
+        if (!job.Ended)
+        {
+            await _scheduler.CancelAsync(job.JobId, reason, cancellationToken);
+        }
+    }
+
+    // ------------------------------------------------------------ events (queued onto the loop)
+
+    private void OnCommitted(SchedulerChanges changes)
+    {
+        List<TaskRecord>? mine = null;
+        foreach (var task in changes.Tasks)
+        {
+            if (task.Kind == ServeTaskInput.Kind)
+            {
+                (mine ??= []).Add(task);
+            }
+        }
+
+        if (mine is not null)
+        {
+            _inbox.Writer.TryWrite(() => OnTasksAsync(mine));
+        }
+    }
+
+    private async Task OnTasksAsync(List<TaskRecord> tasks)
+    {
+        foreach (var task in tasks)
+        {
+            if (!_byTask.TryGetValue(task.Id, out var entry))
+            {
+                continue;
+            }
+
+            var (deployment, job) = entry;
+            if (job.ReplicaId is { } replica && (task.State.IsTerminal() || task.Attempt != job.Attempt))
+            {
+                // The lease the replica ran under ended (node lost, revoked, failed): it serves no more.
+                deployment.Router.RemoveReplica(replica);
+                job.ReplicaId = null;
+            }
+
+            if (task.State.IsTerminal())
+            {
+                job.Ended = true;
+                Log.ReplicaJobEnded(_logger, deployment.Record.Id, job.JobId, task.State.ToString(), task.Reason ?? "");
+                await RemoveJobAsync(deployment, job, "ended", CancellationToken.None);
+                await ReconcileAsync(deployment, CancellationToken.None);
+            }
+        }
+    }
+
+    private void OnReplicaStatus(string nodeId, string replicaId, bool ready, string reason) =>
+        _inbox.Writer.TryWrite(() => ready ? ReadyAsync(nodeId, replicaId, CancellationToken.None) : StoppedAsync(replicaId));
+
+    private void OnNodeGone(string nodeId) => _inbox.Writer.TryWrite(() =>
+    {
+        foreach (var deployment in _deployments.Values)
+        {
+            deployment.Router.RemoveNode(nodeId);
+            foreach (var job in deployment.Jobs.Where(j => j.NodeId == nodeId))
+            {
+                job.ReplicaId = null;
+            }
+        }
+
+        return Task.CompletedTask;
+    });
+
+    private async Task ReadyAsync(string nodeId, string replicaId, CancellationToken cancellationToken)
+    {
+        var hash = replicaId.LastIndexOf('#');
+        if (hash <= 0 || !int.TryParse(replicaId.AsSpan(hash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var attempt))
+        {
+            return;
+        }
+
+        var taskId = replicaId[..hash];
+        if (!_byTask.TryGetValue(taskId, out var entry))
+        {
+            // Its job may be being submitted right now; anything else is forgotten with the next one.
+            if (_earlyReady.Count < 1024)
+            {
+                _earlyReady[taskId] = (nodeId, replicaId);
+            }
+
+            return;
+        }
+
+        // Only the node holding the task's current lease may serve it.
+        var task = await _scheduler.GetTaskAsync(taskId, cancellationToken);
+        if (task is null || task.NodeId != nodeId || task.Attempt != attempt || task.State.IsTerminal())
+        {
+            Log.ReadyIgnored(_logger, replicaId, nodeId);
+            return;
+        }
+
+        var (deployment, job) = entry;
+        if (!_byTask.ContainsKey(taskId))
+        {
+            return;
+        }
+
+        if (job.ReplicaId is { } previous && previous != replicaId)
+        {
+            deployment.Router.RemoveReplica(previous);
+        }
+
+        job.ReplicaId = replicaId;
+        job.NodeId = nodeId;
+        job.Attempt = attempt;
+        deployment.Router.AddReplica(new NodeReplica(replicaId, nodeId, Math.Max(1, deployment.Record.Spec.MaxOngoingPerReplica), _hub));
+    }
+
+    private Task StoppedAsync(string replicaId)
+    {
+        var hash = replicaId.LastIndexOf('#');
+        if (hash > 0 && _byTask.TryGetValue(replicaId[..hash], out var entry) && entry.Job.ReplicaId == replicaId)
+        {
+            entry.Deployment.Router.RemoveReplica(replicaId);
+            entry.Job.ReplicaId = null;
+        }
+
+        return Task.CompletedTask;
+    }
+
+    // ------------------------------------------------------------ helpers
+
+    private Deployment? Resolve(string model, string? version)
+    {
+        if (!_byModel.TryGetValue(model, out var deployments))
+        {
+            return null;
+        }
+
+        if (string.IsNullOrEmpty(version))
+        {
+            return deployments[^1];
+        }
+
+        foreach (var deployment in deployments)
+        {
+            if (deployment.Version == version)
+            {
+                return deployment;
+            }
+        }
+
+        return null;
+    }
+
+    private void PublishByModel() =>
+        _byModel = _deployments.Values
+            .GroupBy(d => d.Record.Spec.Model, StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => g.OrderBy(d => d.Record.Version).ToArray(), StringComparer.Ordinal);
+
+    private static bool TryParseVersion(string? version, out int? number)
+    {
+        number = null;
+        if (string.IsNullOrEmpty(version))
+        {
+            return true;
+        }
+
+        if (int.TryParse(version, NumberStyles.None, CultureInfo.InvariantCulture, out var parsed))
+        {
+            number = parsed;
+            return true;
+        }
+
+        return false;
+    }
+
+    private static DeploymentView View(Deployment deployment)
+    {
+        var loads = deployment.Router.GetReplicaLoads().ToDictionary(l => l.ReplicaId, StringComparer.Ordinal);
+        var replicas = deployment.Jobs.Select(job =>
+            job.ReplicaId is { } id && loads.TryGetValue(id, out var load)
+                ? new ReplicaView(id, load.NodeId, "ready", load.Outstanding, 0)
+                : new ReplicaView(job.TaskId, job.NodeId ?? "", "starting", 0, 0)).ToList();
+        var ready = replicas.Count(r => r.State == "ready");
+        return new DeploymentView
+        {
+            Id = deployment.Record.Id,
+            Spec = deployment.Record.Spec,
+            Version = deployment.Record.Version,
+            State = ready == 0 ? "pending" : ready < deployment.Record.Spec.MinReplicas ? "degraded" : "ready",
+            DesiredReplicas = deployment.Desired,
+            Replicas = replicas,
+            CreatedAt = deployment.Record.CreatedAt,
+        };
+    }
+
+    /// <summary>Problems with a spec; empty when it can be deployed.</summary>
+    public static IReadOnlyList<string> Validate(DeploymentSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var errors = new List<string>();
+        if (string.IsNullOrWhiteSpace(spec.Model) || spec.Model.Length > 200)
+        {
+            errors.Add("model must name a registered model");
+        }
+
+        if (spec.Version is < 1)
+        {
+            errors.Add("version must be 1 or more");
+        }
+
+        if (spec.MinReplicas < 0 || spec.MaxReplicas < Math.Max(1, spec.MinReplicas) || spec.MaxReplicas > 256)
+        {
+            errors.Add("replicas must be MIN..MAX with 0 ≤ MIN ≤ MAX, 1 ≤ MAX ≤ 256");
+        }
+
+        if (spec.MaxBatch is < 1 or > 4096)
+        {
+            errors.Add("maxBatch must be between 1 and 4096");
+        }
+
+        if (spec.MaxDelayMicroseconds is < 0 or > 10_000_000)
+        {
+            errors.Add("maxDelayMicroseconds must be between 0 and 10,000,000 (10 s)");
+        }
+
+        if (spec.MaxQueue is < 1 or > 100_000)
+        {
+            errors.Add("maxQueue must be between 1 and 100,000");
+        }
+
+        if (spec.MaxOngoingPerReplica is < 1 or > 10_000)
+        {
+            errors.Add("maxOngoingPerReplica must be between 1 and 10,000");
+        }
+
+        if (!string.Equals(spec.Device, "cpu", StringComparison.OrdinalIgnoreCase) && !string.Equals(spec.Device, "cuda", StringComparison.OrdinalIgnoreCase))
+        {
+            errors.Add("device must be cpu or cuda");
+        }
+
+        return errors;
+    }
+
+    /// <summary>The Open Inference Protocol metadata of a registered model: its declared inputs and outputs, or those of a zoo model's logits.</summary>
+    public static ModelMetadata BuildMetadata(ModelDescriptor descriptor)
+    {
+        ArgumentNullException.ThrowIfNull(descriptor);
+        var inputs = descriptor.Inputs ?? [
+            descriptor.IsText
+                ? new TensorMetadata("input", TensorDatatype.Int64, [-1, -1])
+                : new TensorMetadata("input", TensorDatatype.Fp32, [-1, .. descriptor.SampleShape.Select(d => (long)d)])];
+        var outputs = descriptor.Outputs ?? [
+            descriptor.IsText
+                ? new TensorMetadata("logits", TensorDatatype.Fp32, [-1, -1, ModelSpec.ByteVocabulary])
+                : new TensorMetadata("logits", TensorDatatype.Fp32, [-1, descriptor.Classes])];
+        return new ModelMetadata
+        {
+            Name = descriptor.Name,
+            Versions = [descriptor.Version.ToString(CultureInfo.InvariantCulture)],
+            Platform = descriptor.Format switch
+            {
+                "onnx" => "onnx_onnxv1",
+                "torchscript" => "pytorch_torchscript",
+                _ => "emc_zoo",
+            },
+            Inputs = inputs,
+            Outputs = outputs,
+        };
+    }
+
+    private sealed class Deployment(DeploymentRecord record, ModelDescriptor descriptor, ModelMetadata metadata, ReplicaRouter<RoutedCall, InferResponse> router, Autoscaler autoscaler)
+    {
+        public DeploymentRecord Record { get; } = record;
+
+        public string Version { get; } = record.Version.ToString(CultureInfo.InvariantCulture);
+
+        public ModelDescriptor Descriptor { get; } = descriptor;
+
+        public ModelMetadata Metadata { get; } = metadata;
+
+        public ReplicaRouter<RoutedCall, InferResponse> Router { get; } = router;
+
+        public Autoscaler Autoscaler { get; } = autoscaler;
+
+        public int Desired { get; set; }
+
+        public long Submitted { get; set; }
+
+        public List<ReplicaJob> Jobs { get; } = [];
+    }
+
+    private sealed class ReplicaJob(string jobId, string taskId, long number)
+    {
+        public string JobId { get; } = jobId;
+
+        public string TaskId { get; } = taskId;
+
+        public long Number { get; } = number;
+
+        /// <summary>The serving lease's id, while its replica is in the router.</summary>
+        public string? ReplicaId { get; set; }
+
+        public string? NodeId { get; set; }
+
+        public int Attempt { get; set; }
+
+        public bool Ended { get; set; }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 2410, Level = LogLevel.Information, Message = "Deployment {Id}: {Model}:{Version} with {Min}..{Max} replicas.")]
+        public static partial void Deployed(ILogger logger, string id, string model, int version, int min, int max);
+
+        [LoggerMessage(EventId = 2411, Level = LogLevel.Information, Message = "Deployment {Id} stopped: {Reason}.")]
+        public static partial void Undeployed(ILogger logger, string id, string reason);
+
+        [LoggerMessage(EventId = 2412, Level = LogLevel.Information, Message = "Deployment {Id}: {From} → {To} replicas ({Reason}).")]
+        public static partial void Scaled(ILogger logger, string id, int from, int to, string reason);
+
+        [LoggerMessage(EventId = 2413, Level = LogLevel.Warning, Message = "Deployment {Id}: a replica could not be submitted: {Reason}")]
+        public static partial void SubmitFailed(ILogger logger, string id, string reason);
+
+        [LoggerMessage(EventId = 2414, Level = LogLevel.Information, Message = "Deployment {Id}: replica job {JobId} ended ({State}: {Reason}).")]
+        public static partial void ReplicaJobEnded(ILogger logger, string id, string jobId, string state, string reason);
+
+        [LoggerMessage(EventId = 2415, Level = LogLevel.Warning, Message = "Replica {ReplicaId} reported ready by node {NodeId}, which does not hold its lease; ignored.")]
+        public static partial void ReadyIgnored(ILogger logger, string replicaId, string nodeId);
+
+        [LoggerMessage(EventId = 2416, Level = LogLevel.Warning, Message = "Deployment {Id}: model {Model}:{Version} is no longer registered; not served.")]
+        public static partial void ModelMissing(ILogger logger, string id, string model, int version);
+
+        [LoggerMessage(EventId = 2417, Level = LogLevel.Error, Message = "A deployment step failed.")]
+        public static partial void StepFailed(ILogger logger, Exception exception);
+    }
+}

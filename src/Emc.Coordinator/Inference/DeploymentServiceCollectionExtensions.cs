@@ -1,0 +1,19 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace Emc.Coordinator.Inference;
+
+/// <summary>Registers serving: the node call hub, the deployment service (also the <see cref="IInferenceBackend"/>) and an in-memory deployment store unless another is registered.</summary>
+public static class DeploymentServiceCollectionExtensions
+{
+    public static IServiceCollection AddEmcDeployments(this IServiceCollection services)
+    {
+        services.TryAddSingleton<IDeploymentStore, InMemoryDeploymentStore>();
+        services.TryAddSingleton(new DeploymentOptions());
+        services.AddSingleton<NodeCallHub>();
+        services.AddSingleton<DeploymentService>();
+        services.AddSingleton<IInferenceBackend>(sp => sp.GetRequiredService<DeploymentService>());
+        services.AddHostedService(sp => sp.GetRequiredService<DeploymentService>());
+        return services;
+    }
+}

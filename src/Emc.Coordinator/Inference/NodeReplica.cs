@@ -1,0 +1,239 @@
+using System.Buffers.Binary;
+using Emc.Contracts.Node.V1;
+using Emc.Core.Inference;
+using Google.Protobuf;
+
+namespace Emc.Coordinator.Inference;
+
+/// <summary>
+/// One request as the router carries it to replicas: the parsed request, its deadline, the model it
+/// was validated against and its input tensors already in wire form (built once, shared by retries).
+/// </summary>
+public sealed class RoutedCall
+{
+    /// <summary>Prepares <paramref name="request"/> (already validated against <paramref name="metadata"/>) for the wire.</summary>
+    public RoutedCall(InferRequest request, ModelMetadata metadata, DateTimeOffset deadline)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(metadata);
+        Request = request;
+        Metadata = metadata;
+        Deadline = deadline;
+        var inputs = new InferTensorData[request.Inputs.Count];
+        for (var i = 0; i < inputs.Length; i++)
+        {
+            inputs[i] = InferenceWire.ToWire(request.Inputs[i]);
+        }
+
+        Inputs = inputs;
+    }
+
+    public InferRequest Request { get; }
+
+    public ModelMetadata Metadata { get; }
+
+    public DateTimeOffset Deadline { get; }
+
+    internal InferTensorData[] Inputs { get; }
+}
+
+/// <summary>A replica on a node, reached through the <see cref="NodeCallHub"/>; its id is its serve lease's id.</summary>
+public sealed class NodeReplica(string replicaId, string nodeId, int maxOngoingRequests, NodeCallHub hub) : IReplica<RoutedCall, InferResponse>
+{
+    private long _served;
+
+    public string ReplicaId { get; } = replicaId;
+
+    public string NodeId { get; } = nodeId;
+
+    public int MaxOngoingRequests { get; } = maxOngoingRequests;
+
+    /// <summary>Requests this replica answered successfully.</summary>
+    public long Served => Interlocked.Read(ref _served);
+
+    public async Task<InferResponse> SendAsync(RoutedCall request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var call = new InferCall
+        {
+            ReplicaId = ReplicaId,
+            DeadlineUnixMs = request.Deadline == DateTimeOffset.MaxValue ? 0 : request.Deadline.ToUnixTimeMilliseconds(),
+        };
+        call.Inputs.AddRange(request.Inputs);
+        foreach (var output in request.Request.Outputs)
+        {
+            call.Outputs.Add(output.Name);
+        }
+
+        var reply = await hub.CallAsync(NodeId, call, cancellationToken).ConfigureAwait(false);
+        if (!reply.Ok)
+        {
+            var error = reply.Error.Length <= 1000 ? reply.Error : reply.Error[..1000];
+            if (reply.ErrorKind == InferErrorKind.BadRequest)
+            {
+                throw new ReplicaRejectedException(error);
+            }
+
+            throw new ReplicaUnavailableException($"replica {ReplicaId} on node {NodeId}: {KindText(reply.ErrorKind)}: {error}");
+        }
+
+        var outputs = InferenceWire.ReadOutputs(reply, request.Request, request.Metadata, out var problem);
+        if (outputs is null)
+        {
+            // An untrusted node's malformed answer: another replica may do better.
+            throw new ReplicaUnavailableException($"replica {ReplicaId} on node {NodeId} sent a malformed reply: {problem}");
+        }
+
+        Interlocked.Increment(ref _served);
+        return new InferResponse
+        {
+            ModelName = request.Metadata.Name,
+            ModelVersion = request.Metadata.Versions.Count > 0 ? request.Metadata.Versions[0] : null,
+            Id = request.Request.Id,
+            Outputs = outputs,
+        };
+    }
+
+    private static string KindText(InferErrorKind kind) => kind switch
+    {
+        InferErrorKind.Overloaded => "overloaded",
+        InferErrorKind.Unavailable => "unavailable",
+        InferErrorKind.DeadlineExceeded => "deadline exceeded",
+        InferErrorKind.Internal => "model failure",
+        _ => "error",
+    };
+}
+
+/// <summary>Tensors between <see cref="InferTensor"/> and the node stream's <see cref="InferTensorData"/>.</summary>
+public static class InferenceWire
+{
+    /// <summary>The wire form of a tensor; fixed-size data is wrapped, not copied.</summary>
+    public static InferTensorData ToWire(InferTensor tensor)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        var data = new InferTensorData { Name = tensor.Name, Datatype = tensor.Datatype.ToWireName() };
+        data.Shape.Add(tensor.Shape);
+        if (tensor.Datatype != TensorDatatype.Bytes)
+        {
+            data.Raw = UnsafeByteOperations.UnsafeWrap(tensor.Data);
+            return data;
+        }
+
+        var buffer = new byte[tensor.BinaryByteCount];
+        var offset = 0;
+        foreach (var element in tensor.Elements)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(buffer.AsSpan(offset), element.Length);
+            element.Span.CopyTo(buffer.AsSpan(offset + 4));
+            offset += 4 + element.Length;
+        }
+
+        data.Raw = UnsafeByteOperations.UnsafeWrap(buffer);
+        return data;
+    }
+
+    /// <summary>
+    /// The outputs of a reply, checked against the model: exactly the outputs asked for (all the
+    /// model's when none were), each once, with the model's datatype and rank, its fixed dimensions,
+    /// and data that matches its shape. Null with <paramref name="problem"/> set when anything is off.
+    /// </summary>
+    public static IReadOnlyList<InferTensor>? ReadOutputs(InferReply reply, InferRequest request, ModelMetadata metadata, out string? problem)
+    {
+        ArgumentNullException.ThrowIfNull(reply);
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(metadata);
+        var expected = request.Outputs.Count > 0 ? request.Outputs.Count : metadata.Outputs.Count;
+        if (reply.Outputs.Count != expected)
+        {
+            problem = $"{reply.Outputs.Count} outputs instead of {expected}";
+            return null;
+        }
+
+        var outputs = new InferTensor[reply.Outputs.Count];
+        for (var i = 0; i < outputs.Length; i++)
+        {
+            var wire = reply.Outputs[i];
+            var declared = Find(metadata.Outputs, wire.Name);
+            if (declared is null || (request.Outputs.Count > 0 && !request.Outputs.Any(o => o.Name == wire.Name)) || Array.FindIndex(outputs, 0, i, o => o.Name == wire.Name) >= 0)
+            {
+                problem = $"output '{Clip(wire.Name)}' was not asked for or came twice";
+                return null;
+            }
+
+            if (!TensorDatatypes.TryParse(wire.Datatype, out var datatype) || datatype != declared.Datatype)
+            {
+                problem = $"output '{declared.Name}' is {Clip(wire.Datatype)}, the model declares {declared.Datatype.ToWireName()}";
+                return null;
+            }
+
+            if (wire.Shape.Count != declared.Shape.Count)
+            {
+                problem = $"output '{declared.Name}' has rank {wire.Shape.Count}, the model declares {declared.Shape.Count}";
+                return null;
+            }
+
+            for (var d = 0; d < wire.Shape.Count; d++)
+            {
+                if (wire.Shape[d] < 0 || (declared.Shape[d] >= 0 && declared.Shape[d] != wire.Shape[d]))
+                {
+                    problem = $"output '{declared.Name}' has shape [{string.Join(", ", wire.Shape)}], the model declares {TensorShape.Format(declared.Shape)}";
+                    return null;
+                }
+            }
+
+            try
+            {
+                outputs[i] = datatype == TensorDatatype.Bytes
+                    ? InferTensor.FromBytes(declared.Name, wire.Shape.ToArray(), SplitBytes(wire.Raw.Memory))
+                    : InferTensor.FromRaw(declared.Name, datatype, wire.Shape.ToArray(), wire.Raw.Memory);
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidDataException or OverflowException)
+            {
+                problem = $"output '{declared.Name}': {ex.Message}";
+                return null;
+            }
+        }
+
+        problem = null;
+        return outputs;
+    }
+
+    private static TensorMetadata? Find(IReadOnlyList<TensorMetadata> tensors, string name)
+    {
+        foreach (var tensor in tensors)
+        {
+            if (tensor.Name == name)
+            {
+                return tensor;
+            }
+        }
+
+        return null;
+    }
+
+    private static List<ReadOnlyMemory<byte>> SplitBytes(ReadOnlyMemory<byte> raw)
+    {
+        var elements = new List<ReadOnlyMemory<byte>>();
+        var offset = 0;
+        while (offset < raw.Length)
+        {
+            if (raw.Length - offset < 4)
+            {
+                throw new InvalidDataException("a BYTES element's length is cut off");
+            }
+
+            var length = BinaryPrimitives.ReadInt32LittleEndian(raw.Span[offset..]);
+            if (length < 0 || length > raw.Length - offset - 4)
+            {
+                throw new InvalidDataException("a BYTES element runs past the data");
+            }
+
+            elements.Add(raw.Slice(offset + 4, length));
+            offset += 4 + length;
+        }
+
+        return elements;
+    }
+
+    private static string Clip(string text) => text.Length <= 64 ? text : text[..64] + "…";
+}

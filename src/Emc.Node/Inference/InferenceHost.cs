@@ -1,0 +1,339 @@
+using System.Collections.Concurrent;
+using Emc.Compute.Inference;
+using Emc.Contracts.Node.V1;
+using Emc.Core.Inference;
+using Emc.Node.Connection;
+using Emc.Node.Work;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+
+namespace Emc.Node.Inference;
+
+/// <summary>
+/// The node's serving side. A replica runs for as long as its "serve" lease does (see
+/// <see cref="ServeExecutor"/>): it loads its model through the <see cref="ModelCache"/>, says it is
+/// ready, and answers <see cref="InferCall"/>s through one <see cref="DynamicBatcher{TItem, TResult}"/>.
+/// Calls are dispatched from the stream's reader without waiting (parsing and queueing only); the
+/// reply goes out through the session's outbox, its single writer, when the batch is done.
+/// </summary>
+public sealed partial class InferenceHost : IAsyncDisposable
+{
+    private readonly ModelCache _models;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly ConcurrentDictionary<string, Replica> _replicas = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _draining = new();
+    private INodeOutbox? _outbox;
+
+    /// <param name="models">Where replicas get their models.</param>
+    /// <param name="logger">Where replica events are logged.</param>
+    /// <param name="timeProvider">The clock of deadlines and batch delays.</param>
+    public InferenceHost(ModelCache models, ILogger logger, TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(models);
+        ArgumentNullException.ThrowIfNull(logger);
+        _models = models;
+        _logger = logger;
+        _time = timeProvider ?? TimeProvider.System;
+    }
+
+    /// <summary>The replicas serving now, by id (the serve lease's id).</summary>
+    public IReadOnlyCollection<string> ReadyReplicas => [.. _replicas.Where(r => r.Value.Ready).Select(r => r.Key)];
+
+    /// <summary>The batcher's stats of a replica, or null when no such replica runs here.</summary>
+    public BatcherStats? GetStats(string replicaId) => _replicas.TryGetValue(replicaId, out var replica) ? replica.Batcher.Stats : null;
+
+    /// <summary>
+    /// Makes <paramref name="outbox"/> (a new session) the way out, and says again which replicas are
+    /// ready: the coordinator forgot them when the previous session ended.
+    /// </summary>
+    public async ValueTask AttachAsync(INodeOutbox outbox, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(outbox);
+        Volatile.Write(ref _outbox, outbox);
+        foreach (var (id, replica) in _replicas)
+        {
+            if (replica.Ready)
+            {
+                await outbox.SendAsync(Status(id, ready: true, ""), cancellationToken);
+            }
+        }
+
+        await SendCacheKeysAsync(outbox, cancellationToken);
+    }
+
+    /// <summary>The session of <paramref name="outbox"/> ended: replies are dropped (the coordinator has failed their calls).</summary>
+    public void Detach(INodeOutbox outbox) => Interlocked.CompareExchange(ref _outbox, null, outbox);
+
+    /// <summary>The node drains: every replica stops serving, and its lease fails retryably so that it is placed elsewhere.</summary>
+    public void BeginDrain() => _draining.Cancel();
+
+    /// <summary>
+    /// Handles one call without waiting for it: answers at once when the replica is not here or the
+    /// call is malformed, otherwise queues it and replies when its batch is done.
+    /// </summary>
+    public void Dispatch(InferCall call)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        if (!_replicas.TryGetValue(call.ReplicaId, out var replica) || !replica.Ready)
+        {
+            Reply(Failure(call.CallId, InferErrorKind.Unavailable, $"replica {Quote(call.ReplicaId)} is not serving on this node"));
+            return;
+        }
+
+        CallItem item;
+        try
+        {
+            item = ToItem(call, replica);
+        }
+        catch (ArgumentException ex)
+        {
+            Reply(Failure(call.CallId, InferErrorKind.BadRequest, ex.Message));
+            return;
+        }
+
+        DateTimeOffset? deadline = call.DeadlineUnixMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(call.DeadlineUnixMs) : null;
+        var pending = replica.Batcher.EnqueueAsync(item, deadline, CancellationToken.None);
+        if (pending.IsCompleted)
+        {
+            Reply(ToReply(call.CallId, pending));
+        }
+        else
+        {
+            _ = pending.ContinueWith(
+                static (task, state) =>
+                {
+                    var (host, callId) = ((InferenceHost, ulong))state!;
+                    host.Reply(ToReply(callId, task));
+                },
+                (this, call.CallId),
+                CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
+        }
+    }
+
+    /// <summary>
+    /// Runs one replica until <paramref name="cancellationToken"/> fires (its lease was revoked) or the
+    /// node drains: loads the model, serves, then stops, letting running batches finish and failing
+    /// queued calls as unavailable so that the coordinator sends them elsewhere.
+    /// </summary>
+    /// <exception cref="OperationCanceledException">The lease was revoked.</exception>
+    /// <exception cref="TaskFailedException">The model could not be loaded, or the node drains (retryable).</exception>
+    public async Task RunReplicaAsync(string replicaId, ServeTaskInput input, string device, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(replicaId);
+        ArgumentNullException.ThrowIfNull(input);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _draining.Token);
+        if (stop.IsCancellationRequested)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            throw new TaskFailedException("the node is draining", retryable: true);
+        }
+
+        IServedModel model;
+        try
+        {
+            model = await _models.AcquireAsync(input, device, stop.Token);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            throw new TaskFailedException("the node is draining", retryable: true);
+        }
+        catch (Exception ex) when (ex is InvalidDataException or ArgumentException or NotSupportedException)
+        {
+            throw new TaskFailedException($"model {input.Model.Name}:{input.Model.Version} cannot be served: {ex.Message}", retryable: false, ex);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            throw new TaskFailedException($"model {input.Model.Name}:{input.Model.Version} could not be loaded: {ex.Message}", retryable: true, ex);
+        }
+
+        var maxBatch = Math.Max(1, input.MaxBatch);
+        var replica = new Replica(model, maxBatch);
+        replica.Batcher = new DynamicBatcher<CallItem, CallOutcome>(
+            (items, token) => BatchAssembler.RunAsync(model, items, token),
+            new BatchingOptions
+            {
+                MaxBatchSize = maxBatch,
+                MaxQueueDelay = TimeSpan.FromTicks(Math.Clamp(input.MaxDelayMicroseconds, 0, TimeSpan.TicksPerDay / 10) * 10),
+                MaxQueueSize = Math.Max(1, input.MaxQueue),
+                MaxConcurrency = 1,
+            },
+            item => Math.Min(item.Rows, maxBatch),
+            _time,
+            _logger);
+        _replicas[replicaId] = replica;
+        try
+        {
+            replica.Ready = true;
+            Log.ReplicaReady(_logger, replicaId, input.Deployment, input.Model.Name, input.Model.Version, device);
+            if (Volatile.Read(ref _outbox) is { } outbox)
+            {
+                await outbox.SendAsync(Status(replicaId, ready: true, ""), stop.Token);
+                await SendCacheKeysAsync(outbox, stop.Token);
+            }
+
+            await Task.Delay(Timeout.Infinite, stop.Token);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // Revoked or draining: stop below.
+        }
+        finally
+        {
+            replica.Ready = false;
+            _replicas.TryRemove(new KeyValuePair<string, Replica>(replicaId, replica));
+            var reason = cancellationToken.IsCancellationRequested ? "the lease ended" : "the node is draining";
+            if (Volatile.Read(ref _outbox) is { } outbox)
+            {
+                // Said before the queue is failed, so that the coordinator stops routing here first.
+                try
+                {
+                    await outbox.SendAsync(Status(replicaId, ready: false, reason), CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(1), _time, CancellationToken.None);
+                }
+                catch (TimeoutException)
+                {
+                    // The stream is stuck; the coordinator finds out from the lease.
+                }
+            }
+
+            await replica.Batcher.DisposeAsync();
+            _models.Release(input, device);
+            Log.ReplicaStopped(_logger, replicaId, reason);
+        }
+
+        cancellationToken.ThrowIfCancellationRequested();
+        throw new TaskFailedException("the node is draining", retryable: true);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _draining.CancelAsync();
+        foreach (var replica in _replicas.Values)
+        {
+            await replica.Batcher.DisposeAsync();
+        }
+
+        _draining.Dispose();
+    }
+
+    private static CallItem ToItem(InferCall call, Replica replica)
+    {
+        var inputs = new Dictionary<string, InferenceTensor>(call.Inputs.Count, StringComparer.Ordinal);
+        var rows = -1L;
+        var stackable = replica.Model.Batchable;
+        foreach (var tensor in call.Inputs)
+        {
+            if (tensor.Name.Length == 0 || tensor.Shape.Count > 32)
+            {
+                throw new ArgumentException("every input needs a name and at most 32 dimensions");
+            }
+
+            var shape = tensor.Shape.ToArray();
+            if (!inputs.TryAdd(tensor.Name, new InferenceTensor(tensor.Datatype, shape, tensor.Raw.Memory)))
+            {
+                throw new ArgumentException($"input {Quote(tensor.Name)} is given more than once");
+            }
+
+            var first = shape.Length > 0 ? shape[0] : 1;
+            stackable &= shape.Length > 0 && (rows < 0 || rows == first);
+            rows = rows < 0 ? first : rows;
+        }
+
+        string[]? outputs = call.Outputs.Count > 0 ? [.. call.Outputs] : null;
+        return new CallItem(call.CallId, inputs, outputs, stackable ? (int)Math.Clamp(rows, 1, int.MaxValue) : replica.MaxBatch, stackable);
+    }
+
+    private static InferReply ToReply(ulong callId, Task<CallOutcome> task)
+    {
+        if (task.IsCompletedSuccessfully)
+        {
+            var outcome = task.Result;
+            if (outcome.Error is null)
+            {
+                var reply = new InferReply { CallId = callId, Ok = true };
+                long bytes = 0;
+                foreach (var (name, tensor) in outcome.Outputs!)
+                {
+                    bytes += tensor.Data.Length;
+                    var data = new InferTensorData { Name = name, Datatype = tensor.Datatype, Raw = UnsafeByteOperations.UnsafeWrap(tensor.Data) };
+                    data.Shape.Add(tensor.Shape);
+                    reply.Outputs.Add(data);
+                }
+
+                return bytes <= ServingLimits.MaxTensorBytes
+                    ? reply
+                    : Failure(callId, InferErrorKind.Internal, $"the outputs hold {bytes} bytes, more than the {ServingLimits.MaxTensorBytes} a reply may carry");
+            }
+
+            return outcome.Error is ArgumentException
+                ? Failure(callId, InferErrorKind.BadRequest, outcome.Error.Message)
+                : Failure(callId, InferErrorKind.Internal, $"the model failed: {outcome.Error.Message}");
+        }
+
+        var error = task.Exception?.InnerException;
+        return error switch
+        {
+            OverloadedException => Failure(callId, InferErrorKind.Overloaded, error.Message),
+            DeadlineExceededException => Failure(callId, InferErrorKind.DeadlineExceeded, error.Message),
+            ShuttingDownException => Failure(callId, InferErrorKind.Unavailable, error.Message),
+            ArgumentException => Failure(callId, InferErrorKind.BadRequest, error.Message),
+            null => Failure(callId, InferErrorKind.Unavailable, "the call was cancelled"),
+            _ => Failure(callId, InferErrorKind.Internal, $"the model failed: {error.Message}"),
+        };
+    }
+
+    private static InferReply Failure(ulong callId, InferErrorKind kind, string error) =>
+        new() { CallId = callId, Ok = false, ErrorKind = kind, Error = error.Length <= 1000 ? error : error[..1000] };
+
+    private static NodeMessage Status(string replicaId, bool ready, string reason) =>
+        new() { ReplicaStatus = new ReplicaStatus { ReplicaId = replicaId, Ready = ready, Reason = reason } };
+
+    private static string Quote(string text) => text.Length <= 64 ? $"'{text}'" : $"'{text[..64]}…'";
+
+    private void Reply(InferReply reply)
+    {
+        if (Volatile.Read(ref _outbox) is not { } outbox)
+        {
+            return;
+        }
+
+        var message = new NodeMessage { InferReply = reply };
+        if (outbox is NodeOutbox direct && direct.TrySend(message))
+        {
+            return;
+        }
+
+        // The queue is full (or another kind of outbox): wait for room without holding up the caller.
+        _ = outbox.SendAsync(message, CancellationToken.None).AsTask();
+    }
+
+    private async ValueTask SendCacheKeysAsync(INodeOutbox outbox, CancellationToken cancellationToken)
+    {
+        var update = new CacheUpdate();
+        update.Keys.AddRange(_models.Keys.Take(Core.Scheduling.JobSpecValidator.MaxCacheKeys));
+        await outbox.SendAsync(new NodeMessage { CacheUpdate = update }, cancellationToken);
+    }
+
+    private sealed class Replica(IServedModel model, int maxBatch)
+    {
+        public IServedModel Model { get; } = model;
+
+        public int MaxBatch { get; } = maxBatch;
+
+        public DynamicBatcher<CallItem, CallOutcome> Batcher { get; set; } = null!;
+
+        public volatile bool Ready;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 2200, Level = LogLevel.Information, Message = "Replica {ReplicaId} of deployment {Deployment} ({Model}:{Version} on {Device}) is ready.")]
+        public static partial void ReplicaReady(ILogger logger, string replicaId, string deployment, string model, int version, string device);
+
+        [LoggerMessage(EventId = 2201, Level = LogLevel.Information, Message = "Replica {ReplicaId} stopped: {Reason}.")]
+        public static partial void ReplicaStopped(ILogger logger, string replicaId, string reason);
+    }
+}
