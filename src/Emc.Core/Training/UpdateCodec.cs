@@ -59,12 +59,29 @@ public static class UpdateCodec
         }
 
         var output = new byte[size];
+        Encode(values, precision, output, blockSize);
+        return output;
+    }
+
+    /// <summary>
+    /// Encodes <paramref name="values"/> into <paramref name="destination"/>, which must hold at least
+    /// <see cref="EncodedSize"/> bytes (a buffer reused across rounds), and returns the bytes written.
+    /// </summary>
+    public static int Encode(ReadOnlySpan<float> values, UpdatePrecision precision, Span<byte> destination, int blockSize = DefaultBlockSize)
+    {
+        var size = EncodedSize(values.Length, precision, blockSize);
+        if (size > destination.Length)
+        {
+            throw new ArgumentException($"{values.Length} values take {size} bytes; the destination holds {destination.Length}.", nameof(destination));
+        }
+
+        var output = destination[..(int)size];
         WriteHeader(output, values.Length, precision, blockSize);
-        var body = output.AsSpan(HeaderSize);
+        var body = output[HeaderSize..];
         if (precision == UpdatePrecision.Fp32)
         {
             WriteFloats(values, body);
-            return output;
+            return output.Length;
         }
 
         // A NaN or infinity would poison its block's scale and come back as garbage, so refuse it here
@@ -96,7 +113,7 @@ public static class UpdateCodec
             body = body[(sizeof(float) + block.Length)..];
         }
 
-        return output;
+        return output.Length;
     }
 
     /// <summary>The exact size in bytes of <paramref name="count"/> values encoded with <paramref name="precision"/>.</summary>

@@ -84,9 +84,13 @@ public sealed class BlobCache
         await File.ReadAllBytesAsync(await GetPathAsync(hash, cancellationToken), cancellationToken);
 
     /// <summary>Uploads <paramref name="content"/> unless the coordinator has it; returns its hash.</summary>
-    public async Task<string> UploadAsync(byte[] content, CancellationToken cancellationToken)
+    public Task<string> UploadAsync(byte[] content, CancellationToken cancellationToken) =>
+        UploadAsync(content.AsMemory(), cancellationToken);
+
+    /// <summary>Uploads <paramref name="content"/> (which the caller must not change until this completes) unless the coordinator has it; returns its hash.</summary>
+    public async Task<string> UploadAsync(ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
     {
-        var hash = Core.Crypto.ContentHash.Of(content);
+        var hash = Core.Crypto.ContentHash.Of(content.Span);
         for (var attempt = 1; ; attempt++)
         {
             try
@@ -100,7 +104,7 @@ public sealed class BlobCache
                     }
                 }
 
-                using var body = new ByteArrayContent(content);
+                using var body = new ReadOnlyMemoryContent(content);
                 body.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
                 using var response = await _http.PutAsync($"api/v1/blobs/{hash}", body, cancellationToken);
                 if (!response.IsSuccessStatusCode)

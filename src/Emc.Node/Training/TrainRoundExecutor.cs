@@ -26,6 +26,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly TorchThread _torch = new("emc-training");
+    private readonly Dictionary<string, ExampleSet> _splits = new(StringComparer.Ordinal);
     private JobSession? _session;
 
     public TrainRoundExecutor(NodeKey key, BlobCache blobs, ILogger logger)
@@ -112,6 +113,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         string? update = null;
         if (outcome.Update is { } encodedUpdate)
         {
+            // The session's update buffer: the next round of this job starts only after this upload.
             update = await _blobs.UploadAsync(encodedUpdate, cancellationToken);
         }
 
@@ -124,7 +126,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
             BaseWeights = baseHash,
             VectorLength = session.Start.Length,
             Update = update,
-            UpdateBytes = outcome.Update?.LongLength ?? 0,
+            UpdateBytes = outcome.Update?.Length ?? 0,
             Precision = work.Precision,
             StreamStart = share.StreamStart,
             Steps = outcome.Steps,
@@ -187,7 +189,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         var losses = new List<float>();
         var steps = 0;
         var watch = Stopwatch.StartNew();
-        byte[]? update = null;
+        ReadOnlyMemory<byte>? update = null;
         if (share.Steps > 0)
         {
             var stream = new SampleStream(work.Seed, work.Shuffle, work.TrainExamples);
@@ -216,7 +218,13 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
             }
 
             session.Model.SubtractFrom(session.Start);
-            update = UpdateCodec.Encode(session.Start, work.Precision);
+            var size = UpdateCodec.EncodedSize(session.Start.Length, work.Precision);
+            if (session.UpdateBuffer.Length != size)
+            {
+                session.UpdateBuffer = new byte[size];
+            }
+
+            update = session.UpdateBuffer.AsMemory(0, UpdateCodec.Encode(session.Start, work.Precision, session.UpdateBuffer));
         }
 
         watch.Stop();
@@ -233,6 +241,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
 
         _session?.Dispose();
         _session = null;
+        ForgetSplitsExcept(work.DatasetManifest, work.TrainSplit, work.EvalSplit);
         var manifestBytes = await _blobs.GetBytesAsync(work.DatasetManifest, cancellationToken);
         var manifest = JsonSerializer.Deserialize<DatasetManifest>(manifestBytes, EmcJson.Options)
             ?? throw new InvalidDataException("the dataset manifest is empty");
@@ -241,13 +250,13 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
             throw new InvalidDataException($"the dataset has no '{work.TrainSplit}' split");
         }
 
-        var train = await LoadSplitAsync(trainSplit, cancellationToken);
+        var train = await SplitAsync(work.DatasetManifest, work.TrainSplit, trainSplit, cancellationToken);
         ExampleSet? eval = null;
         if (work.EvalSplit is { } evalName)
         {
             eval = evalName == work.TrainSplit
                 ? train
-                : manifest.Splits.TryGetValue(evalName, out var evalSplit) ? await LoadSplitAsync(evalSplit, cancellationToken) : throw new InvalidDataException($"the dataset has no '{evalName}' split");
+                : manifest.Splits.TryGetValue(evalName, out var evalSplit) ? await SplitAsync(work.DatasetManifest, evalName, evalSplit, cancellationToken) : throw new InvalidDataException($"the dataset has no '{evalName}' split");
         }
 
         string? script = work.Model.Script is { } scriptHash ? await _blobs.GetPathAsync(scriptHash, cancellationToken) : null;
@@ -291,13 +300,65 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         return session;
     }
 
+    /// <summary>A decoded split, kept across jobs on the same dataset so that a new job neither decodes it again nor holds it twice.</summary>
+    private async Task<ExampleSet> SplitAsync(string manifestHash, string name, SplitManifest split, CancellationToken cancellationToken)
+    {
+        var key = manifestHash + "|" + name;
+        if (!_splits.TryGetValue(key, out var set))
+        {
+            set = await LoadSplitAsync(split, cancellationToken);
+            _splits[key] = set;
+        }
+
+        return set;
+    }
+
+    /// <summary>
+    /// Drops the decoded splits a new job does not use and, when that freed any, collects them at once:
+    /// otherwise the old dataset would still sit in the heap while the new one is decoded.
+    /// </summary>
+    private void ForgetSplitsExcept(string manifestHash, string trainSplit, string? evalSplit)
+    {
+        var keep = new HashSet<string>(StringComparer.Ordinal) { manifestHash + "|" + trainSplit };
+        if (evalSplit is not null)
+        {
+            keep.Add(manifestHash + "|" + evalSplit);
+        }
+
+        var stale = _splits.Keys.Where(k => !keep.Contains(k)).ToList();
+        foreach (var key in stale)
+        {
+            _splits.Remove(key);
+        }
+
+        if (stale.Count > 0)
+        {
+            System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+        }
+    }
+
     private async Task<ExampleSet> LoadSplitAsync(SplitManifest split, CancellationToken cancellationToken)
     {
         var blocks = new List<ExampleBlock>(split.Shards.Count);
+        var buffer = Array.Empty<byte>(); // one read buffer for every shard: no shard-sized garbage per shard
         foreach (var shard in split.Shards.OrderBy(s => s.First))
         {
-            var bytes = await _blobs.GetBytesAsync(shard.Sha256, cancellationToken);
-            blocks.Add(ShardCodec.Decode(bytes));
+            var path = await _blobs.GetPathAsync(shard.Sha256, cancellationToken);
+            await using var file = File.OpenRead(path);
+            if (file.Length > Array.MaxLength)
+            {
+                throw new InvalidDataException($"shard {shard.Sha256} is {file.Length} bytes, more than one buffer holds");
+            }
+
+            var length = (int)file.Length;
+            if (buffer.Length < length)
+            {
+                buffer = new byte[length];
+            }
+
+            await file.ReadExactlyAsync(buffer.AsMemory(0, length), cancellationToken);
+            blocks.Add(ShardCodec.Decode(buffer.AsSpan(0, length)));
         }
 
         return new ExampleSet(blocks);
@@ -331,6 +392,9 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         /// <summary>The round's starting weights, then Δ: the one vector of the weights a node holds beside the model.</summary>
         public float[] Start { get; private set; } = [];
 
+        /// <summary>The encoded Δ of the round, reused across rounds (uploaded before the next round starts).</summary>
+        public byte[] UpdateBuffer { get; set; } = [];
+
         /// <summary>Sizes <see cref="Start"/> to <paramref name="length"/> values, reusing it across rounds.</summary>
         public void EnsureStart(long length)
         {
@@ -358,7 +422,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         }
     }
 
-    private sealed record RoundOutcome(byte[]? InitialWeights, string? InitialWeightsHash, EvalStats? Eval, List<float> Losses, int Steps, double TrainSeconds, byte[]? Update);
+    private sealed record RoundOutcome(byte[]? InitialWeights, string? InitialWeightsHash, EvalStats? Eval, List<float> Losses, int Steps, double TrainSeconds, ReadOnlyMemory<byte>? Update);
 
     private static partial class Log
     {

@@ -215,4 +215,22 @@ public class UpdateCodecTests
         data.RemoveRange(offset, 4);
         data.InsertRange(offset, bytes);
     }
+
+    [Theory]
+    [InlineData(UpdatePrecision.Int8)]
+    [InlineData(UpdatePrecision.Fp32)]
+    public void Encode_IntoALargerReusedBuffer_WritesTheSameBytesAndReturnsTheirCount(UpdatePrecision precision)
+    {
+        var values = Enumerable.Range(0, 1000).Select(i => MathF.Sin(i) * 0.01f).ToArray();
+        var expected = UpdateCodec.Encode(values, precision);
+        var buffer = new byte[expected.Length + 100];
+        buffer.AsSpan().Fill(0xAB);
+
+        var written = UpdateCodec.Encode(values, precision, buffer);
+
+        Assert.Equal(expected.Length, written);
+        Assert.Equal(expected, buffer[..written]);
+        Assert.All(buffer[written..], b => Assert.Equal(0xAB, b));
+        Assert.Throws<ArgumentException>(() => UpdateCodec.Encode(values, precision, new byte[expected.Length - 1]));
+    }
 }
