@@ -19,6 +19,7 @@ var root = new RootCommand(
     ModelCommand.Create(),
     DeployCommands.List(),
     InferCommand.Create(),
+    ChatCommand.Create(),
     BenchCommand.Create(),
 };
 

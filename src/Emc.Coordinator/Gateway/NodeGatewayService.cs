@@ -241,6 +241,11 @@ public sealed partial class NodeGatewayService(
                     calls.ReplyReceived(nodeId, message.InferReply);
                     break;
 
+                case NodeMessage.BodyOneofCase.GenerateChunk:
+                    // Matched among this node's generations only, like replies.
+                    calls.ChunkReceived(nodeId, message.GenerateChunk);
+                    break;
+
                 case NodeMessage.BodyOneofCase.ReplicaStatus:
                     calls.StatusReceived(nodeId, message.ReplicaStatus);
                     break;

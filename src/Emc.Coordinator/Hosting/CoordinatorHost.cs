@@ -3,6 +3,7 @@ using Emc.Coordinator.Api;
 using Emc.Coordinator.Blobs;
 using Emc.Coordinator.Gateway;
 using Emc.Coordinator.Inference.Oip;
+using Emc.Coordinator.Inference.OpenAi;
 using Emc.Coordinator.Models;
 using Emc.Coordinator.Inference;
 using Emc.Coordinator.Observability;
@@ -121,6 +122,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         services.AddOpenInferenceProtocol();
         services.AddEmcModels();
         services.AddEmcDeployments();
+        services.AddOpenAiApi();
         services.AddGrpc(o =>
         {
             // Inference replies carry tensors (64 MiB at most, refused above that with a clear error).
@@ -150,6 +152,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         app.MapOpenInferenceProtocol(endpoints.Grpc.Select(u => $"*:{u.Port}").ToArray());
         api.MapModelsApi();
         api.MapDeploymentsApi();
+        app.MapOpenAiApi();
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
         app.MapGet("/readyz", async (ReadinessState ready, DatabaseInitializer db, CancellationToken cancellationToken) =>
             ready.IsReady && await db.IsReachableAsync(cancellationToken)

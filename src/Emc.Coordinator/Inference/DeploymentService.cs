@@ -123,6 +123,99 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         };
     }
 
+    // ------------------------------------------------------------ text generation
+
+    /// <summary>
+    /// The deployed byte-level language models that have a ready replica: a model whose registered input
+    /// is INT64 tokens [-1, -1] and whose output is logits [-1, -1, 256]. The newest version of each name.
+    /// </summary>
+    public IReadOnlyList<LanguageModelInfo> ListLanguageModels()
+    {
+        var models = new List<LanguageModelInfo>();
+        foreach (var (name, deployments) in _byModel)
+        {
+            for (var i = deployments.Length - 1; i >= 0; i--)
+            {
+                var deployment = deployments[i];
+                if (IsLanguageModel(deployment.Metadata) && deployment.Router.ReplicaCount > 0)
+                {
+                    models.Add(new LanguageModelInfo(name, deployment.Record.Version, deployment.Record.CreatedAt, TextContext(deployment.Descriptor)));
+                    break;
+                }
+            }
+        }
+
+        return [.. models.OrderBy(m => m.Name, StringComparer.Ordinal)];
+    }
+
+    /// <summary>
+    /// Starts a generation on a replica of <paramref name="model"/> (its newest deployed version, or
+    /// "NAME:VERSION") and returns once the first text came: a replica that fails before that is replaced
+    /// by another, as a plain request's would be. Throws <see cref="GenerationException"/> when it cannot start.
+    /// </summary>
+    public async Task<GenerationResult> GenerateAsync(string model, GenerationRequest request, DateTimeOffset deadline, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(request);
+        var colon = model.LastIndexOf(':');
+        var deployment = Resolve(model, null)
+            ?? (colon > 0 ? Resolve(model[..colon], model[(colon + 1)..]) : null)
+            ?? throw new GenerationException(GenerationFailure.NotFound, $"The model '{model}' does not exist or is not deployed.");
+        if (!IsLanguageModel(deployment.Metadata))
+        {
+            throw new GenerationException(GenerationFailure.BadRequest, $"The model '{model}' is not a byte-level language model (INT64 tokens [-1, -1] in, logits [-1, -1, 256] out).");
+        }
+
+        var sink = new GenerationSink(request.MaxTokens + 2);
+        var routing = deployment.Router.RouteAsync(new RoutedCall(request, deployment.Metadata, deadline, sink), deadline, cancellationToken).AsTask();
+        _ = routing.ContinueWith(
+            static (task, state) =>
+            {
+                // A generation that started and then stopped without finishing (deadline, client gone, fault) ends with an error.
+                var result = task.Result;
+                ((GenerationSink)state!).Complete(result.Outcome == RouteOutcome.Success ? null : new GenerationException(GenerationFailure.Unavailable, RouteText(result)));
+            },
+            sink,
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+        var first = await Task.WhenAny(sink.Started, routing);
+        if (first == sink.Started || sink.HasStarted)
+        {
+            return new GenerationResult(sink.Reader, request.Prompt.Length, await sink.Started);
+        }
+
+        var outcome = await routing;
+        throw outcome.Outcome switch
+        {
+            RouteOutcome.Rejected => new GenerationException(GenerationFailure.BadRequest, outcome.Error!.Message),
+            RouteOutcome.Overloaded => new GenerationException(GenerationFailure.Overloaded, $"The model '{model}' is overloaded: every replica is busy and the queue is full. Retry later."),
+            RouteOutcome.NoReplicas => new GenerationException(GenerationFailure.Unavailable, $"The model '{model}' has no ready replica."),
+            RouteOutcome.DeadlineExceeded => new GenerationException(GenerationFailure.DeadlineExceeded, "The request timed out before the first token."),
+            RouteOutcome.Canceled => new OperationCanceledException(cancellationToken),
+            _ => new GenerationException(GenerationFailure.Unavailable, $"The model '{model}' is unavailable: {outcome.Error?.Message}"),
+        };
+    }
+
+    /// <summary>Whether a model's signature is a byte-level language model's.</summary>
+    public static bool IsLanguageModel(ModelMetadata metadata)
+    {
+        ArgumentNullException.ThrowIfNull(metadata);
+        return metadata.Inputs is [{ Datatype: TensorDatatype.Int64, Shape: [-1, -1] }]
+            && metadata.Outputs is [{ Datatype: TensorDatatype.Fp32, Shape: [_, _, var vocabulary] }]
+            && (vocabulary == ModelSpec.ByteVocabulary || vocabulary < 0);
+    }
+
+    private static int TextContext(ModelDescriptor descriptor) =>
+        descriptor.Model.WithDefaults().Context is > 0 and var context ? context : 128;
+
+    private static string RouteText(RouteResult<InferResponse> result) => result.Outcome switch
+    {
+        RouteOutcome.DeadlineExceeded => "the request timed out",
+        RouteOutcome.Canceled => "the request was cancelled",
+        _ => $"the generation failed: {result.Error?.Message ?? result.Outcome.ToString()}",
+    };
+
     // ------------------------------------------------------------ deploy, undeploy, list
 
     /// <summary>Deploys a registered model version; throws <see cref="DeploymentException"/> (400, 404, 409).</summary>

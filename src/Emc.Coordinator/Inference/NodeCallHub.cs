@@ -29,6 +29,9 @@ public sealed class NodeCallHub
     /// <summary>Calls waiting for replies now, all nodes together.</summary>
     public int Pending => _lines.Values.Sum(line => line.Pending.Count);
 
+    /// <summary>Generations streaming now, all nodes together.</summary>
+    public int Streaming => _lines.Values.Sum(line => line.Streams.Count);
+
     /// <summary>A node's session is registered: calls to it go to <paramref name="outbound"/>.</summary>
     public void SessionOpened(string nodeId, string sessionId, ChannelWriter<CoordinatorMessage> outbound)
     {
@@ -64,6 +67,65 @@ public sealed class NodeCallHub
         {
             Interlocked.Increment(ref _unmatchedReplies);
         }
+    }
+
+    /// <summary>
+    /// A generation chunk from <paramref name="nodeId"/>: passed to its stream, which ends with the chunk
+    /// that has a finish reason or an error. Ignored when no stream of that node has the id. A node that
+    /// sends more chunks than the stream holds ends it (a byte model sends at most one per token).
+    /// </summary>
+    public void ChunkReceived(string nodeId, GenerateChunk chunk)
+    {
+        if (!_lines.TryGetValue(nodeId, out var line) || !line.Streams.TryGetValue(chunk.CallId, out var stream))
+        {
+            Interlocked.Increment(ref _unmatchedReplies);
+            return;
+        }
+
+        var last = chunk.FinishReason.Length > 0 || chunk.Error.Length > 0 || chunk.ErrorKind != InferErrorKind.Unspecified;
+        if (!stream.Writer.TryWrite(chunk))
+        {
+            stream.Fail(new ReplicaUnavailableException($"node {nodeId} sent more chunks than the generation allows"), cancelOnNode: true);
+        }
+        else if (last)
+        {
+            stream.Finish();
+        }
+    }
+
+    /// <summary>
+    /// Sends a generation to the node and returns its stream of chunks (the call's id is set here). The
+    /// reader ends after the last chunk, or with <see cref="ReplicaUnavailableException"/> when the node's
+    /// stream ends first. Disposing the stream before its end cancels the generation on the node.
+    /// </summary>
+    /// <param name="nodeId">The node the replica runs on.</param>
+    /// <param name="call">The generation.</param>
+    /// <param name="capacity">Chunks the stream holds at most (the tokens asked for, and the last chunk).</param>
+    public GenerationStream OpenGeneration(string nodeId, GenerateCall call, int capacity)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        if (!_lines.TryGetValue(nodeId, out var line))
+        {
+            throw new ReplicaUnavailableException($"node {nodeId} is not connected");
+        }
+
+        var id = (ulong)Interlocked.Increment(ref _nextCallId);
+        call.CallId = id;
+        var stream = new GenerationStream(line, id, capacity);
+        line.Streams[id] = stream;
+        if (line.Closed)
+        {
+            line.Streams.TryRemove(id, out _);
+            throw new ReplicaUnavailableException($"node {nodeId} disconnected");
+        }
+
+        if (!line.Outbound.TryWrite(new CoordinatorMessage { GenerateCall = call }))
+        {
+            line.Streams.TryRemove(id, out _);
+            throw new ReplicaUnavailableException($"node {nodeId}'s stream is full or closed");
+        }
+
+        return stream;
     }
 
     /// <summary>A replica status from <paramref name="nodeId"/>.</summary>
@@ -112,11 +174,18 @@ public sealed class NodeCallHub
 
         public ConcurrentDictionary<ulong, PendingCall> Pending { get; } = new();
 
+        public ConcurrentDictionary<ulong, GenerationStream> Streams { get; } = new();
+
         public volatile bool Closed;
 
         public void Close(string nodeId)
         {
             Closed = true;
+            foreach (var stream in Streams.Values)
+            {
+                stream.Fail(new ReplicaUnavailableException($"node {nodeId}'s stream ended during the generation"), cancelOnNode: false);
+            }
+
             foreach (var id in Pending.Keys)
             {
                 if (Pending.TryRemove(id, out var call))
@@ -134,6 +203,61 @@ public sealed class NodeCallHub
         {
             line.Pending.TryRemove(id, out _);
             TrySetCanceled(token);
+        }
+    }
+
+    /// <summary>
+    /// The chunks of one generation on a node, in the order the node sent them. Dispose it when done:
+    /// before its last chunk that tells the node to stop.
+    /// </summary>
+    public sealed class GenerationStream : IDisposable
+    {
+        private readonly NodeLine _line;
+        private readonly Channel<GenerateChunk> _chunks;
+        private int _ended;
+
+        internal GenerationStream(object line, ulong callId, int capacity)
+        {
+            _line = (NodeLine)line;
+            CallId = callId;
+            _chunks = Channel.CreateBounded<GenerateChunk>(new BoundedChannelOptions(Math.Max(2, capacity))
+            {
+                SingleReader = true,
+                FullMode = BoundedChannelFullMode.Wait,
+            });
+        }
+
+        public ulong CallId { get; }
+
+        /// <summary>The chunks; completes after the last one, or with the failure that ended the stream.</summary>
+        public ChannelReader<GenerateChunk> Chunks => _chunks.Reader;
+
+        internal ChannelWriter<GenerateChunk> Writer => _chunks.Writer;
+
+        public void Dispose() => Fail(null, cancelOnNode: true);
+
+        internal void Finish()
+        {
+            if (Interlocked.Exchange(ref _ended, 1) == 0)
+            {
+                _line.Streams.TryRemove(CallId, out _);
+                _chunks.Writer.TryComplete();
+            }
+        }
+
+        internal void Fail(Exception? error, bool cancelOnNode)
+        {
+            if (Interlocked.Exchange(ref _ended, 1) != 0)
+            {
+                return;
+            }
+
+            _line.Streams.TryRemove(CallId, out _);
+            _chunks.Writer.TryComplete(error);
+            if (cancelOnNode && !_line.Closed)
+            {
+                _line.Outbound.TryWrite(new CoordinatorMessage { GenerateCancel = new GenerateCancel { CallId = CallId } });
+            }
         }
     }
 }

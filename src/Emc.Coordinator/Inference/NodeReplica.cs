@@ -28,7 +28,30 @@ public sealed class RoutedCall
         Inputs = inputs;
     }
 
+    /// <summary>
+    /// A text generation on a byte-level language model. Its replica streams deltas into
+    /// <paramref name="sink"/> and holds its slot until the generation ends; <see cref="Request"/> is empty.
+    /// </summary>
+    internal RoutedCall(GenerationRequest generation, ModelMetadata metadata, DateTimeOffset deadline, GenerationSink sink)
+    {
+        ArgumentNullException.ThrowIfNull(generation);
+        ArgumentNullException.ThrowIfNull(metadata);
+        Request = EmptyRequest;
+        Metadata = metadata;
+        Deadline = deadline;
+        Inputs = [];
+        Generation = generation;
+        Sink = sink;
+    }
+
+    private static InferRequest EmptyRequest { get; } = new() { Inputs = [] };
+
     public InferRequest Request { get; }
+
+    /// <summary>The generation, when this call is one (then <see cref="Request"/> is empty).</summary>
+    public GenerationRequest? Generation { get; }
+
+    internal GenerationSink? Sink { get; }
 
     public ModelMetadata Metadata { get; }
 
@@ -54,6 +77,12 @@ public sealed class NodeReplica(string replicaId, string nodeId, int maxOngoingR
     public async Task<InferResponse> SendAsync(RoutedCall request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        if (request.Generation is { } generation)
+        {
+            await GenerateAsync(request, generation, request.Sink!, cancellationToken).ConfigureAwait(false);
+            Interlocked.Increment(ref _served);
+            return new InferResponse { ModelName = request.Metadata.Name, Outputs = [] };
+        }
         var call = new InferCall
         {
             ReplicaId = ReplicaId,
@@ -92,6 +121,84 @@ public sealed class NodeReplica(string replicaId, string nodeId, int maxOngoingR
             Id = request.Request.Id,
             Outputs = outputs,
         };
+    }
+
+    /// <summary>
+    /// Streams one generation into the sink. Until the first text arrives a failure throws as a plain
+    /// call's would (the router retries an unavailable replica elsewhere); after it, a failure ends the
+    /// sink with a <see cref="GenerationException"/> and returns, since the text already sent cannot be
+    /// taken back. Usage counts come from the coordinator's own tally of the bytes received, bounded by
+    /// what was asked for, not from the node's word alone.
+    /// </summary>
+    private async Task GenerateAsync(RoutedCall request, GenerationRequest generation, GenerationSink sink, CancellationToken cancellationToken)
+    {
+        var call = new GenerateCall
+        {
+            ReplicaId = ReplicaId,
+            Prompt = UnsafeByteOperations.UnsafeWrap(generation.Prompt),
+            MaxTokens = generation.MaxTokens,
+            Temperature = generation.Temperature,
+            TopP = generation.TopP,
+            Seed = generation.Seed,
+            DeadlineUnixMs = request.Deadline == DateTimeOffset.MaxValue ? 0 : request.Deadline.ToUnixTimeMilliseconds(),
+        };
+        foreach (var stop in generation.Stops)
+        {
+            call.Stop.Add(ByteString.CopyFrom(stop));
+        }
+
+        using var stream = hub.OpenGeneration(NodeId, call, generation.MaxTokens + 2);
+        var received = 0;
+        try
+        {
+            await foreach (var chunk in stream.Chunks.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                if (chunk.Error.Length > 0 || chunk.ErrorKind != InferErrorKind.Unspecified)
+                {
+                    var error = chunk.Error.Length <= 1000 ? chunk.Error : chunk.Error[..1000];
+                    if (!sink.HasStarted)
+                    {
+                        if (chunk.ErrorKind == InferErrorKind.BadRequest)
+                        {
+                            throw new ReplicaRejectedException(error);
+                        }
+
+                        throw new ReplicaUnavailableException($"replica {ReplicaId} on node {NodeId}: {KindText(chunk.ErrorKind)}: {error}");
+                    }
+
+                    sink.Complete(new GenerationException(GenerationFailure.Unavailable, $"the replica failed during the generation: {error}"));
+                    return;
+                }
+
+                received += chunk.Text.Length;
+                var finish = chunk.FinishReason.Length == 0 ? null : chunk.FinishReason is "stop" or "length" ? chunk.FinishReason : "stop";
+                if (received > generation.MaxTokens)
+                {
+                    // An untrusted node's answer beyond what was asked: end it here.
+                    sink.Complete(new GenerationException(GenerationFailure.Unavailable, $"replica {ReplicaId} sent more than max_tokens"));
+                    return;
+                }
+
+                var tokens = finish is null ? 0 : Math.Clamp(chunk.CompletionTokens, received, generation.MaxTokens);
+                if (!sink.TryWrite(ReplicaId, new GenerationDelta(GenerationSink.Decode(chunk.Text.Span), finish, tokens)))
+                {
+                    sink.Complete(new GenerationException(GenerationFailure.Unavailable, $"replica {ReplicaId} sent more chunks than tokens"));
+                    return;
+                }
+
+                if (finish is not null)
+                {
+                    sink.Complete(null);
+                    return;
+                }
+            }
+
+            throw new ReplicaUnavailableException($"replica {ReplicaId} on node {NodeId} ended the generation without a finish reason");
+        }
+        catch (ReplicaUnavailableException ex) when (sink.HasStarted)
+        {
+            sink.Complete(new GenerationException(GenerationFailure.Unavailable, $"the generation broke off: {ex.Message}"));
+        }
     }
 
     private static string KindText(InferErrorKind kind) => kind switch

@@ -194,6 +194,14 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
                             // Queued, never waited for: the reader must keep reading.
                             inference.Dispatch(message.InferCall);
                         }
+                        else if (message.BodyCase == CoordinatorMessage.BodyOneofCase.GenerateCall)
+                        {
+                            inference.Dispatch(message.GenerateCall);
+                        }
+                        else if (message.BodyCase == CoordinatorMessage.BodyOneofCase.GenerateCancel)
+                        {
+                            inference.Cancel(message.GenerateCancel);
+                        }
                         else
                         {
                             await leases.HandleAsync(message, sessionCancel.Token);

@@ -23,6 +23,7 @@ public sealed partial class InferenceHost : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, Replica> _replicas = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _draining = new();
+    private readonly ConcurrentDictionary<ulong, CancellationTokenSource> _generations = new();
     private INodeOutbox? _outbox;
 
     /// <param name="models">Where replicas get their models.</param>
@@ -114,6 +115,76 @@ public sealed partial class InferenceHost : IAsyncDisposable
     }
 
     /// <summary>
+    /// Starts one text generation without waiting for it: its chunks go out through the outbox as the
+    /// tokens come. Refused at once (one chunk with the error) when the replica is not here, its model is
+    /// not a byte-level language model, the call is malformed or the replica runs as many generations as
+    /// its queue holds.
+    /// </summary>
+    public void Dispatch(GenerateCall call)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        if (!_replicas.TryGetValue(call.ReplicaId, out var replica) || !replica.Ready)
+        {
+            Send(GenerateFailure(call.CallId, InferErrorKind.Unavailable, $"replica {Quote(call.ReplicaId)} is not serving on this node"));
+            return;
+        }
+
+        if (!TextGenerator.CanGenerate(replica.Model))
+        {
+            Send(GenerateFailure(call.CallId, InferErrorKind.BadRequest, "the model is not a byte-level language model (INT64 tokens [-1, -1] in, logits [-1, -1, 256] out)"));
+            return;
+        }
+
+        if (call.MaxTokens < 1 || !float.IsFinite(call.Temperature) || call.Temperature < 0 || !(call.TopP > 0 && call.TopP <= 1) || call.Stop.Count > 16)
+        {
+            Send(GenerateFailure(call.CallId, InferErrorKind.BadRequest, "max_tokens must be at least 1, the temperature 0 or more, top_p in (0, 1] and at most 16 stop sequences"));
+            return;
+        }
+
+        if (Interlocked.Increment(ref replica.Generations) > replica.MaxGenerations)
+        {
+            Interlocked.Decrement(ref replica.Generations);
+            Send(GenerateFailure(call.CallId, InferErrorKind.Overloaded, $"the replica runs {replica.MaxGenerations} generations already"));
+            return;
+        }
+
+        var cancel = CancellationTokenSource.CreateLinkedTokenSource(replica.Stopping.Token);
+        if (call.DeadlineUnixMs > 0)
+        {
+            var left = DateTimeOffset.FromUnixTimeMilliseconds(call.DeadlineUnixMs) - _time.GetUtcNow();
+            cancel.CancelAfter(left > TimeSpan.Zero ? left : TimeSpan.Zero);
+        }
+
+        if (!_generations.TryAdd(call.CallId, cancel))
+        {
+            Interlocked.Decrement(ref replica.Generations);
+            cancel.Dispose();
+            Send(GenerateFailure(call.CallId, InferErrorKind.BadRequest, $"call {call.CallId} is running already"));
+            return;
+        }
+
+        var settings = new GenerationSettings(call.Prompt.ToByteArray(), call.MaxTokens, call.Temperature, call.TopP, call.Seed, [.. call.Stop.Select(s => s.ToByteArray())]);
+        _ = Task.Run(() => GenerateAsync(call.CallId, replica, settings, cancel), CancellationToken.None);
+    }
+
+    /// <summary>The coordinator no longer wants a generation's chunks: it stops after the current token.</summary>
+    public void Cancel(GenerateCancel cancel)
+    {
+        ArgumentNullException.ThrowIfNull(cancel);
+        if (_generations.TryGetValue(cancel.CallId, out var source))
+        {
+            try
+            {
+                source.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // It ended meanwhile.
+            }
+        }
+    }
+
+    /// <summary>
     /// Runs one replica until <paramref name="cancellationToken"/> fires (its lease was revoked) or the
     /// node drains: loads the model, serves, then stops, letting running batches finish and failing
     /// queued calls as unavailable so that the coordinator sends them elsewhere.
@@ -151,7 +222,7 @@ public sealed partial class InferenceHost : IAsyncDisposable
         }
 
         var maxBatch = Math.Max(1, input.MaxBatch);
-        var replica = new Replica(model, maxBatch);
+        var replica = new Replica(model, maxBatch, TextGenerator.ContextOf(input.Model), Math.Max(1, input.MaxQueue));
         replica.Batcher = new DynamicBatcher<CallItem, CallOutcome>(
             (items, token) => BatchAssembler.RunAsync(model, items, token),
             new BatchingOptions
@@ -184,6 +255,7 @@ public sealed partial class InferenceHost : IAsyncDisposable
         finally
         {
             replica.Ready = false;
+            await replica.Stopping.CancelAsync();
             _replicas.TryRemove(new KeyValuePair<string, Replica>(replicaId, replica));
             var reason = cancellationToken.IsCancellationRequested ? "the lease ended" : "the node is draining";
             if (Volatile.Read(ref _outbox) is { } outbox)
@@ -200,6 +272,7 @@ public sealed partial class InferenceHost : IAsyncDisposable
             }
 
             await replica.Batcher.DisposeAsync();
+            await replica.GenerationsDone();
             _models.Release(input, device);
             Log.ReplicaStopped(_logger, replicaId, reason);
         }
@@ -317,11 +390,112 @@ public sealed partial class InferenceHost : IAsyncDisposable
         await outbox.SendAsync(new NodeMessage { CacheUpdate = update }, cancellationToken);
     }
 
-    private sealed class Replica(IServedModel model, int maxBatch)
+    private async Task GenerateAsync(ulong callId, Replica replica, GenerationSettings settings, CancellationTokenSource cancel)
     {
+        var sent = false;
+        try
+        {
+            await foreach (var step in TextGenerator.GenerateAsync(replica.Model, replica.Context, settings, cancel.Token))
+            {
+                var chunk = new GenerateChunk { CallId = callId, Text = ByteString.CopyFrom(step.Text) };
+                if (step.FinishReason is { } finish)
+                {
+                    chunk.FinishReason = finish;
+                    chunk.PromptTokens = step.PromptTokens;
+                    chunk.CompletionTokens = step.CompletionTokens;
+                }
+
+                if (!await SendAsync(new NodeMessage { GenerateChunk = chunk }, cancel.Token))
+                {
+                    // The session ended: the coordinator failed the call already.
+                    return;
+                }
+
+                sent = true;
+            }
+        }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        {
+            var reason = replica.Stopping.IsCancellationRequested ? "the replica stopped" : "cancelled or past its deadline";
+            Send(GenerateFailure(callId, sent ? InferErrorKind.Internal : InferErrorKind.Unavailable, $"the generation stopped: {reason}"));
+        }
+        catch (ArgumentException ex)
+        {
+            Send(GenerateFailure(callId, InferErrorKind.BadRequest, ex.Message));
+        }
+        catch (Exception ex)
+        {
+            Log.GenerationFailed(_logger, callId, ex);
+            Send(GenerateFailure(callId, InferErrorKind.Internal, $"the model failed: {ex.Message}"));
+        }
+        finally
+        {
+            _generations.TryRemove(new KeyValuePair<ulong, CancellationTokenSource>(callId, cancel));
+            cancel.Dispose();
+            replica.GenerationEnded();
+        }
+    }
+
+    private static NodeMessage GenerateFailure(ulong callId, InferErrorKind kind, string error) =>
+        new() { GenerateChunk = new GenerateChunk { CallId = callId, ErrorKind = kind, Error = error.Length <= 1000 ? error : error[..1000] } };
+
+    private void Send(NodeMessage message)
+    {
+        if (Volatile.Read(ref _outbox) is { } outbox)
+        {
+            _ = outbox.SendAsync(message, CancellationToken.None).AsTask();
+        }
+    }
+
+    /// <summary>Sends in order (the caller awaits each); false when there is no session to send on.</summary>
+    private async ValueTask<bool> SendAsync(NodeMessage message, CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _outbox) is not { } outbox)
+        {
+            return false;
+        }
+
+        await outbox.SendAsync(message, cancellationToken);
+        return true;
+    }
+
+    private sealed class Replica(IServedModel model, int maxBatch, int context, int maxGenerations)
+    {
+        private readonly TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
         public IServedModel Model { get; } = model;
 
         public int MaxBatch { get; } = maxBatch;
+
+        /// <summary>The language model's window, in tokens.</summary>
+        public int Context { get; } = context;
+
+        /// <summary>Generations the replica runs at once at most (its queue size).</summary>
+        public int MaxGenerations { get; } = maxGenerations;
+
+        /// <summary>Fires when the replica stops: its generations end.</summary>
+        public CancellationTokenSource Stopping { get; } = new();
+
+        public int Generations;
+
+        public void GenerationEnded()
+        {
+            if (Interlocked.Decrement(ref Generations) == 0 && Stopping.IsCancellationRequested)
+            {
+                _idle.TrySetResult();
+            }
+        }
+
+        /// <summary>Completes when no generation runs any more (call after <see cref="Stopping"/> fired); at most 10 s.</summary>
+        public Task GenerationsDone()
+        {
+            if (Volatile.Read(ref Generations) <= 0)
+            {
+                _idle.TrySetResult();
+            }
+
+            return _idle.Task.WaitAsync(TimeSpan.FromSeconds(10)).ContinueWith(static _ => { }, TaskScheduler.Default);
+        }
 
         public DynamicBatcher<CallItem, CallOutcome> Batcher { get; set; } = null!;
 
@@ -335,5 +509,8 @@ public sealed partial class InferenceHost : IAsyncDisposable
 
         [LoggerMessage(EventId = 2201, Level = LogLevel.Information, Message = "Replica {ReplicaId} stopped: {Reason}.")]
         public static partial void ReplicaStopped(ILogger logger, string replicaId, string reason);
+
+        [LoggerMessage(EventId = 2202, Level = LogLevel.Warning, Message = "Generation {CallId} failed.")]
+        public static partial void GenerationFailed(ILogger logger, ulong callId, Exception exception);
     }
 }
