@@ -143,6 +143,12 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             throw new DeploymentException(400, $"model format '{descriptor.Format}' cannot be served");
         }
 
+        // Refused here rather than by every node that would try to load it, over and over.
+        if (descriptor.Format == "torchscript" && ServeTaskInput.TorchScriptShape(descriptor, out var problem) is null)
+        {
+            throw new DeploymentException(400, problem!);
+        }
+
         var record = new DeploymentRecord($"{row.Name}-v{row.Version}", spec with { Version = row.Version }, row.Version, _time.GetUtcNow());
         if (!await _store.AddAsync(record, cancellationToken))
         {
