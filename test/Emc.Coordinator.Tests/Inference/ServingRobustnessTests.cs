@@ -80,7 +80,9 @@ public sealed class ServingRobustnessTests
                 var (got, body) = await PostAsync(coordinator, request);
                 Assert.True(got == status, $"{what}: {(int)got} {body}");
                 using var error = JsonDocument.Parse(body);
-                Assert.False(string.IsNullOrEmpty(error.RootElement.GetProperty("error").GetString()), $"{what}: {body}");
+                var message = error.RootElement.GetProperty("error").GetString();
+                Assert.False(string.IsNullOrEmpty(message), $"{what}: {body}");
+                Assert.DoesNotContain("(Parameter '", message, StringComparison.Ordinal);
             }
         }
 
