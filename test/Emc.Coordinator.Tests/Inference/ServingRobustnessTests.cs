@@ -173,9 +173,49 @@ public sealed class ServingRobustnessTests
         Assert.NotEqual(key.Address.ToString(), Assert.Single(router.GetReplicaLoads()).NodeId);
     }
 
+    [Fact]
+    public async Task Deployment_ReplicaNodeGoesSilent_CallsWaitingOnItAreRetriedOnAnotherWhenItIsDeclaredLost()
+    {
+        await using var coordinator = await TestCoordinator.StartAsync();
+        await ServingNetworkTests.RegisterOnnxModelAsync(coordinator, "tiny");
+        using var key = NodeKey.Create();
+        await using var rogue = await RogueNode.StartAsync(coordinator, key);
+        await using var nodes = new ServingNodes(coordinator);
+        await nodes.StartAsync(1);
+        using (var created = await coordinator.Http.PostAsJsonAsync(
+            "api/v1/deployments", new DeploymentSpec { Model = "tiny", MinReplicas = 2, MaxReplicas = 2 }, EmcJson.Options))
+        {
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        }
+
+        var router = coordinator.Host.Services.GetRequiredService<DeploymentService>().GetRouter("tiny-v1")!;
+        await WaitUntilAsync(() => router.ReplicaCount == 2, TimeSpan.FromSeconds(60), "two replicas");
+        var backend = coordinator.Host.Services.GetRequiredService<IInferenceBackend>();
+
+        // The rogue stops answering and stops its heartbeats, with its stream open: a hung machine. Calls
+        // routed to it wait until the registry declares it lost (2 s here), then go to the other replica —
+        // long before their 60 s deadline.
+        rogue.Silent = true;
+        var started = DateTime.UtcNow;
+        var calls = new List<Task<InferResponse>>();
+        while (rogue.Calls == 0 && DateTime.UtcNow - started < TimeSpan.FromSeconds(1))
+        {
+            calls.Add(backend.InferAsync(
+                "tiny", null, new InferRequest { Inputs = [InferTensor.Create<float>("input", [1, Features], new float[Features])] }, DateTimeOffset.UtcNow.AddSeconds(60), CancellationToken.None));
+            await Task.Delay(10);
+        }
+
+        Assert.True(rogue.Calls > 0, "no call reached the silent node");
+        var responses = await Task.WhenAll(calls).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.All(responses, r => Assert.Equal([1L, 3L], Assert.Single(r.Outputs).Shape));
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(30), $"took {DateTime.UtcNow - started}");
+        Assert.DoesNotContain(key.Address.ToString(), router.GetReplicaLoads().Select(l => l.NodeId));
+    }
+
     /// <summary>
     /// A node that registers properly, accepts serve leases, says its replicas are ready, keeps its leases
-    /// alive — and answers every inference call with a malformed reply, or one too large for the stream.
+    /// alive — and answers every inference call with a malformed reply, or one too large for the stream;
+    /// or, silent, answers nothing and stops its heartbeats with its stream open.
     /// </summary>
     private sealed class RogueNode : IAsyncDisposable
     {
@@ -196,6 +236,8 @@ public sealed class ServingRobustnessTests
         public volatile bool Oversize;
 
         public volatile bool Ended;
+
+        public volatile bool Silent;
 
         public static async Task<RogueNode> StartAsync(TestCoordinator coordinator, NodeKey key)
         {
@@ -232,6 +274,11 @@ public sealed class ServingRobustnessTests
                             break;
                         case CoordinatorMessage.BodyOneofCase.InferCall:
                             var n = Interlocked.Increment(ref _calls);
+                            if (Silent)
+                            {
+                                break;
+                            }
+
                             await _connection.SendAsync(new NodeMessage { InferReply = Reply(message.InferCall.CallId, Oversize ? -1 : n % Malformed) }, _stop.Token);
                             break;
                     }
@@ -254,6 +301,12 @@ public sealed class ServingRobustnessTests
             {
                 while (!_stop.IsCancellationRequested && !Ended)
                 {
+                    if (Silent)
+                    {
+                        await Task.Delay(200, _stop.Token);
+                        continue;
+                    }
+
                     var beat = new Heartbeat { Seq = ++seq, SentUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), RunningTasks = _leases.Count };
                     beat.LeaseIds.Add(_leases.Keys);
                     await _connection.SendAsync(new NodeMessage { Heartbeat = beat }, _stop.Token);
