@@ -25,15 +25,22 @@ public sealed class ServingTests
 
     /// <summary>How long the coordinator may take to serve from 2 replicas again after a node is SIGKILLed.</summary>
     /// <remarks>
-    /// The node's stream ends at once (the kernel resets its connections), so the router stops sending to
-    /// it at once; its serve lease is reissued when the registry marks it lost, within 15 s of its last
-    /// heartbeat (12 s timeout, 2 s check), and the new replica then loads the model (well under a second
-    /// for this one). 45 s leaves room for a loaded machine.
+    /// A killed node's stream ends at once (the kernel resets its connections): the gateway marks the node
+    /// lost then, the router stops sending to it and the scheduler reissues its lease (about 3 s in all
+    /// here). A frozen node keeps its connections open and is marked lost by the heartbeat timeout, within
+    /// 15 s of its last beat (12 s timeout, 2 s check). The new replica then loads the model (well under a
+    /// second for this one). 45 s leaves room for a loaded machine.
     /// </remarks>
     private static readonly TimeSpan ReplacementBound = TimeSpan.FromSeconds(45);
 
     /// <summary>The client's own limit on one request; the request asks the server for 5 s (Triton's timeout parameter).</summary>
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(15);
+
+    /// <summary>The deadline each request asks the server for.</summary>
+    private static readonly TimeSpan ServerDeadline = TimeSpan.FromSeconds(5);
+
+    /// <summary>Concurrent clients, each sending one request after the other.</summary>
+    private const int Clients = 4;
 
     [Fact]
     public async Task Deployment_ReplicaNodeKilledWhileRequestsFlow_EveryRequestAnswersAndTheReplicaIsReplaced()
@@ -50,12 +57,14 @@ public sealed class ServingTests
         using var http = new HttpClient { BaseAddress = network.ApiUrl, Timeout = Timeout.InfiniteTimeSpan };
         var outcomes = new ConcurrentQueue<Outcome>();
         using var stop = new CancellationTokenSource();
-        var clients = Enumerable.Range(0, 4).Select(client => Task.Run(async () =>
+        var clock = Stopwatch.StartNew();
+        var clients = Enumerable.Range(0, Clients).Select(client => Task.Run(async () =>
         {
             var random = new Random(client);
             while (!stop.IsCancellationRequested)
             {
-                outcomes.Enqueue(await CallAsync(http, onnx, random));
+                var sent = clock.Elapsed;
+                outcomes.Enqueue(await CallAsync(http, onnx, random) with { Sent = sent });
             }
         })).ToList();
 
@@ -63,15 +72,16 @@ public sealed class ServingTests
         var victim = Array.IndexOf(ids, replicaNodes[0]);
         Assert.True(victim >= 0, $"replica on unknown node {replicaNodes[0]}");
         var beforeKill = outcomes.Count;
-        var killed = Stopwatch.StartNew();
+        var killedAt = clock.Elapsed;
         network.Nodes[victim]!.KillHard();
 
         var replaced = await WaitForReadyAsync(network, "tiny", 2, ReplacementBound, d => d.Replicas.All(r => r.NodeId != ids[victim]));
-        var replacedAfter = killed.Elapsed;
+        var replacedAt = clock.Elapsed;
+        var replacedAfter = replacedAt - killedAt;
 
         // Keep calling on the replacement for a few seconds more.
         var afterReplaced = outcomes.Count;
-        await WaitUntilAsync(() => outcomes.Count >= afterReplaced + 100 && killed.Elapsed > replacedAfter + TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(60), "requests on the replacement");
+        await WaitUntilAsync(() => outcomes.Count >= afterReplaced + 100 && clock.Elapsed > replacedAt + TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(60), "requests on the replacement");
         await stop.CancelAsync();
         await Task.WhenAll(clients).WaitAsync(RequestTimeout + TimeSpan.FromSeconds(10));
 
@@ -86,8 +96,73 @@ public sealed class ServingTests
         // is allowed for a request that was already past its retries, never more than a handful.
         Assert.True(failed <= 10, report);
         Assert.True(all.Count(o => o.Kind == OutcomeKind.Ok) >= 200, report);
-        Assert.True(all.Skip(afterReplaced).All(o => o.Kind == OutcomeKind.Ok), "requests failed after the replacement was ready: " + report);
+        Assert.True(all.Where(o => o.Sent > replacedAt).All(o => o.Kind == OutcomeKind.Ok), "requests sent after the replacement was ready failed: " + report);
         Assert.Contains(replicaNodes[1], replaced.Replicas.Select(r => r.NodeId));
+        Console.WriteLine(report);
+    }
+
+    [Fact]
+    public async Task Deployment_ReplicaNodeFrozenWhileRequestsFlow_CallsToItEndByTheirDeadlineAndTheReplicaIsReplaced()
+    {
+        await using var network = await EmcNetwork.StartAsync(nodeCount: 3);
+        var ids = await Task.WhenAll(Enumerable.Range(0, 3).Select(network.WaitForNodeAsync));
+        await CliAsync(network, "model", "push", Path.Combine(Fixtures, "tiny_mlp.onnx"), "--name", "tiny");
+        await CliAsync(network, "model", "deploy", "tiny", "--replicas", "2..2");
+        var ready = await WaitForReadyAsync(network, "tiny", 2, TimeSpan.FromSeconds(90), _ => true);
+        var victim = Array.IndexOf(ids, ready.Replicas[0].NodeId);
+
+        using var onnx = new InferenceSession(Path.Combine(Fixtures, "tiny_mlp.onnx"));
+        using var http = new HttpClient { BaseAddress = network.ApiUrl, Timeout = Timeout.InfiniteTimeSpan };
+        var outcomes = new ConcurrentQueue<Outcome>();
+        using var stop = new CancellationTokenSource();
+        var clock = Stopwatch.StartNew();
+        var clients = Enumerable.Range(0, Clients).Select(client => Task.Run(async () =>
+        {
+            var random = new Random(client);
+            while (!stop.IsCancellationRequested)
+            {
+                var sent = clock.Elapsed;
+                outcomes.Enqueue(await CallAsync(http, onnx, random) with { Sent = sent });
+            }
+        })).ToList();
+
+        // SIGSTOP: the node's connections stay open and nothing answers on them, so only the
+        // heartbeat timeout (12 s, checked every 2 s) tells the coordinator it is gone.
+        await WaitUntilAsync(() => outcomes.Count(o => o.Kind == OutcomeKind.Ok) >= 100, TimeSpan.FromSeconds(60), "requests flowing");
+        var frozenAt = clock.Elapsed;
+        network.Nodes[victim]!.Freeze();
+        var replaced = await WaitForReadyAsync(network, "tiny", 2, ReplacementBound, d => d.Replicas.All(r => r.NodeId != ids[victim]));
+        var replacedAt = clock.Elapsed;
+        var replacedAfter = replacedAt - frozenAt;
+        var afterReplaced = outcomes.Count;
+        await WaitUntilAsync(() => outcomes.Count >= afterReplaced + 100 && clock.Elapsed > replacedAt + TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(60), "requests on the replacement");
+
+        // Thawed, the node reconnects and finds its lease gone: the deployment keeps the two replicas it has.
+        network.Nodes[victim]!.Thaw();
+        await network.Nodes[victim]!.WaitForLineAsync(
+            _ => network.Nodes[victim]!.Output.Split('\n').Count(l => l.Contains("Connected as ", StringComparison.Ordinal)) >= 2, TimeSpan.FromSeconds(60));
+        var afterThaw = outcomes.Count;
+        await WaitUntilAsync(() => outcomes.Count >= afterThaw + 100, TimeSpan.FromSeconds(60), "requests after the thaw");
+        await stop.CancelAsync();
+        await Task.WhenAll(clients).WaitAsync(RequestTimeout + TimeSpan.FromSeconds(10));
+        var final = await WaitForReadyAsync(network, "tiny", 2, TimeSpan.FromSeconds(10), _ => true);
+
+        var all = outcomes.ToList();
+        var report = $"{all.Count} requests ({all.Count(o => o.Sent >= frozenAt)} after the freeze), replaced after {replacedAfter.TotalSeconds:0.0} s; "
+            + string.Join("; ", all.Where(o => o.Kind != OutcomeKind.Ok).GroupBy(o => $"{o.Kind} {o.Detail}").Select(g => $"{g.Count()}× {g.Key}"));
+        Assert.DoesNotContain(all, o => o.Kind == OutcomeKind.Hung);
+        Assert.DoesNotContain(all, o => o.Kind == OutcomeKind.Wrong);
+
+        // A call sent to the frozen replica more than a deadline before the node is declared lost ends in a
+        // 503 at its deadline (nothing tells the router sooner); one still waiting when the node is declared
+        // lost is retried on the other replica. So failures come only from requests sent while the node was
+        // frozen and not yet lost, at most one per client per deadline.
+        var failures = all.Where(o => o.Kind == OutcomeKind.Unavailable).ToList();
+        Assert.All(failures, f => Assert.True(f.Sent >= frozenAt - ServerDeadline && f.Sent <= replacedAt, $"a request sent at {f.Sent} failed: {report}"));
+        Assert.True(failures.Count <= Clients * ((int)(replacedAfter / ServerDeadline) + 1), report);
+        Assert.True(all.Where(o => o.Sent > replacedAt).All(o => o.Kind == OutcomeKind.Ok), "requests sent after the replacement was ready failed: " + report);
+        Assert.DoesNotContain(ids[victim], final.Replicas.Select(r => r.NodeId));
+        Assert.Equal(replaced.Replicas.Select(r => r.Id).Order(StringComparer.Ordinal), final.Replicas.Select(r => r.Id).Order(StringComparer.Ordinal));
         Console.WriteLine(report);
     }
 
@@ -188,7 +263,8 @@ public sealed class ServingTests
         Hung,
     }
 
-    private sealed record Outcome(OutcomeKind Kind, string Detail);
+    /// <summary>How one request ended, and when it was sent (on the test's clock).</summary>
+    private sealed record Outcome(OutcomeKind Kind, string Detail, TimeSpan Sent = default);
 
     /// <summary>One OIP call with a random row: right answer, a 503 with an error body, or what went wrong.</summary>
     private static async Task<Outcome> CallAsync(HttpClient http, InferenceSession onnx, Random random)
@@ -197,7 +273,7 @@ public sealed class ServingTests
         using var timeout = new CancellationTokenSource(RequestTimeout);
         try
         {
-            using var content = new StringContent(InferBody(input, 1, timeoutMicroseconds: 5_000_000), Encoding.UTF8, "application/json");
+            using var content = new StringContent(InferBody(input, 1, timeoutMicroseconds: (long)ServerDeadline.TotalMicroseconds), Encoding.UTF8, "application/json");
             using var response = await http.PostAsync("v2/models/tiny/infer", content, timeout.Token);
             var body = await response.Content.ReadAsStringAsync(timeout.Token);
             if (response.StatusCode == HttpStatusCode.ServiceUnavailable)
