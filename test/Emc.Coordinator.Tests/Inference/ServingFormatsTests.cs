@@ -72,6 +72,16 @@ public sealed class ServingFormatsTests
         var script = Path.Combine(AppContext.BaseDirectory, "fixtures", "fmnist_cnn.pt");
         var pushed = await coordinator.Api.PushModelAsync(script, "fmnist-cnn", null, null, ["input:FP32:-1,1,28,28"], ["logits:FP32:-1,10"], CancellationToken.None);
         Assert.Equal("torchscript", pushed.Format);
+
+        // A signature the network cannot run a TorchScript file with is refused at deploy, not by every node in turn.
+        await coordinator.Api.PushModelAsync(script, "fmnist-loose", null, null, ["input:FP32:-1,1,-1,28"], ["logits:FP32:-1,10"], CancellationToken.None);
+        using (var refused = await coordinator.Http.PostAsJsonAsync("api/v1/deployments", new DeploymentSpec { Model = "fmnist-loose" }, EmcJson.Options))
+        {
+            var body = await refused.Content.ReadAsStringAsync();
+            Assert.True(refused.StatusCode == HttpStatusCode.BadRequest, body);
+            Assert.Contains("fixed sample dimensions", body, StringComparison.Ordinal);
+        }
+
         await using var nodes = new ServingNodes(coordinator);
         await nodes.StartAsync(1);
         var backend = await DeployAsync(coordinator, "fmnist-cnn");
