@@ -236,6 +236,12 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             throw new DeploymentException(400, $"model format '{descriptor.Format}' cannot be served");
         }
 
+        // Refused here rather than by every node that would try to load it, over and over.
+        if (descriptor.Format == "torchscript" && ServeTaskInput.TorchScriptShape(descriptor, out var problem) is null)
+        {
+            throw new DeploymentException(400, problem!);
+        }
+
         var record = new DeploymentRecord($"{row.Name}-v{row.Version}", spec with { Version = row.Version }, row.Version, _time.GetUtcNow());
         if (!await _store.AddAsync(record, cancellationToken))
         {
@@ -562,10 +568,21 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             }
 
             var (deployment, job) = entry;
-            if (job.ReplicaId is { } replica && (task.State.IsTerminal() || task.Attempt != job.Attempt))
+            // A lost lease puts the task back in the queue under the same attempt number until it is
+            // leased again, which may be never when no node is free: anything but the replica's own
+            // attempt, leased or running, ends the replica.
+            var serving = task.State is TaskState.Leased or TaskState.Running && task.Attempt == job.Attempt;
+            if (job.ReplicaId is { } replica && !serving)
             {
-                // The lease the replica ran under ended (node lost, revoked, failed): it serves no more.
+                // The lease the replica ran under ended (node lost, revoked, failed): it serves no more. A node
+                // lost by its heartbeats may keep its stream open, so the calls in flight on the replica are
+                // failed here, to be retried on another, instead of waiting for their deadlines.
                 deployment.Router.RemoveReplica(replica);
+                if (job.NodeId is { } node)
+                {
+                    _hub.AbandonReplica(node, replica, "its lease ended");
+                }
+
                 job.ReplicaId = null;
             }
 

@@ -56,6 +56,33 @@ public sealed class NodeCallHub
         }
     }
 
+    /// <summary>
+    /// Fails the calls waiting on one replica with <see cref="ReplicaUnavailableException"/>, so that the
+    /// router retries them elsewhere. For a replica whose lease ended while its node's stream stays open
+    /// (a node lost by its heartbeats keeps its connection): nothing else would end those calls before
+    /// their deadlines. A reply that comes later is ignored as unmatched.
+    /// </summary>
+    /// <returns>How many calls were failed.</returns>
+    public int AbandonReplica(string nodeId, string replicaId, string reason)
+    {
+        if (!_lines.TryGetValue(nodeId, out var line))
+        {
+            return 0;
+        }
+
+        var failed = 0;
+        foreach (var entry in line.Pending)
+        {
+            if (entry.Value.ReplicaId == replicaId && line.Pending.TryRemove(entry))
+            {
+                entry.Value.TrySetException(new ReplicaUnavailableException($"replica {replicaId} on node {nodeId}: {reason}"));
+                failed++;
+            }
+        }
+
+        return failed;
+    }
+
     /// <summary>A reply from <paramref name="nodeId"/>: completes its call; ignored when no call of that node has the id.</summary>
     public void ReplyReceived(string nodeId, InferReply reply)
     {
@@ -147,7 +174,7 @@ public sealed class NodeCallHub
 
         var id = (ulong)Interlocked.Increment(ref _nextCallId);
         call.CallId = id;
-        var pending = new PendingCall(line, id);
+        var pending = new PendingCall(line, id, call.ReplicaId);
         line.Pending[id] = pending;
         if (line.Closed)
         {
@@ -197,8 +224,10 @@ public sealed class NodeCallHub
     }
 
     /// <summary>One call waiting for its reply; completed by the reply, the stream's end or cancellation, whichever is first.</summary>
-    private sealed class PendingCall(NodeLine line, ulong id) : TaskCompletionSource<InferReply>(TaskCreationOptions.RunContinuationsAsynchronously)
+    private sealed class PendingCall(NodeLine line, ulong id, string replicaId) : TaskCompletionSource<InferReply>(TaskCreationOptions.RunContinuationsAsynchronously)
     {
+        public string ReplicaId { get; } = replicaId;
+
         public void Cancel(CancellationToken token)
         {
             line.Pending.TryRemove(id, out _);

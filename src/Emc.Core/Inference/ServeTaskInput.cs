@@ -35,6 +35,43 @@ public sealed record ServeTaskInput
         ArgumentNullException.ThrowIfNull(model);
         return !string.IsNullOrEmpty(model.File) ? model.File : !string.IsNullOrEmpty(model.Weights) ? model.Weights : model.Model.Script ?? "";
     }
+
+    /// <summary>
+    /// The sample shape and class count a TorchScript model is served with. A model trained by the
+    /// network records them; a pushed file records only its declared signature, which must then be one
+    /// FP32 input [-1, d1(, d2(, d3))] of fixed sample dimensions and one FP32 output [-1, classes] —
+    /// the form TorchScript models take in this network. Null, with <paramref name="problem"/>, otherwise.
+    /// </summary>
+    public static (int[] SampleShape, int Classes)? TorchScriptShape(ModelDescriptor model, out string? problem)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        problem = null;
+        if (model.SampleShape.Length > 0)
+        {
+            return ([.. model.SampleShape], model.Classes);
+        }
+
+        const string Form = "a TorchScript model is served with one FP32 input [-1, d1(, d2, d3)] of fixed sample dimensions and one FP32 output [-1, classes]";
+        if (model.Inputs is not [var input] || model.Outputs is not [var output])
+        {
+            problem = $"{Form}; model {model.Name}:{model.Version} declares {model.Inputs?.Count ?? 0} inputs and {model.Outputs?.Count ?? 0} outputs";
+            return null;
+        }
+
+        if (input.Datatype != TensorDatatype.Fp32 || input.Shape.Count is < 2 or > 4 || input.Shape.Skip(1).Any(d => d is < 1 or > int.MaxValue))
+        {
+            problem = $"{Form}; its input is {input.Datatype.ToWireName()} {TensorShape.Format(input.Shape)}";
+            return null;
+        }
+
+        if (output.Datatype != TensorDatatype.Fp32 || output.Shape.Count != 2 || output.Shape[1] is < 2 or > int.MaxValue)
+        {
+            problem = $"{Form}; its output is {output.Datatype.ToWireName()} {TensorShape.Format(output.Shape)}";
+            return null;
+        }
+
+        return ([.. input.Shape.Skip(1).Select(d => (int)d)], (int)output.Shape[1]);
+    }
 }
 
 /// <summary>Bounds of the serving path between coordinator and nodes.</summary>

@@ -89,7 +89,7 @@ public sealed partial class InferenceHost : IAsyncDisposable
         }
         catch (ArgumentException ex)
         {
-            Reply(Failure(call.CallId, InferErrorKind.BadRequest, ex.Message));
+            Reply(Failure(call.CallId, InferErrorKind.BadRequest, ClientMessage(ex)));
             return;
         }
 
@@ -341,8 +341,8 @@ public sealed partial class InferenceHost : IAsyncDisposable
                     : Failure(callId, InferErrorKind.Internal, $"the outputs hold {bytes} bytes, more than the {ServingLimits.MaxTensorBytes} a reply may carry");
             }
 
-            return outcome.Error is ArgumentException
-                ? Failure(callId, InferErrorKind.BadRequest, outcome.Error.Message)
+            return outcome.Error is ArgumentException refused
+                ? Failure(callId, InferErrorKind.BadRequest, ClientMessage(refused))
                 : Failure(callId, InferErrorKind.Internal, $"the model failed: {outcome.Error.Message}");
         }
 
@@ -352,11 +352,15 @@ public sealed partial class InferenceHost : IAsyncDisposable
             OverloadedException => Failure(callId, InferErrorKind.Overloaded, error.Message),
             DeadlineExceededException => Failure(callId, InferErrorKind.DeadlineExceeded, error.Message),
             ShuttingDownException => Failure(callId, InferErrorKind.Unavailable, error.Message),
-            ArgumentException => Failure(callId, InferErrorKind.BadRequest, error.Message),
+            ArgumentException refused => Failure(callId, InferErrorKind.BadRequest, ClientMessage(refused)),
             null => Failure(callId, InferErrorKind.Unavailable, "the call was cancelled"),
             _ => Failure(callId, InferErrorKind.Internal, $"the model failed: {error.Message}"),
         };
     }
+
+    /// <summary>A refusal as the client reads it: without the " (Parameter 'inputs')" that names our code's parameter.</summary>
+    private static string ClientMessage(ArgumentException refused) =>
+        refused.ParamName is { } name ? refused.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : refused.Message;
 
     private static InferReply Failure(ulong callId, InferErrorKind kind, string error) =>
         new() { CallId = callId, Ok = false, ErrorKind = kind, Error = error.Length <= 1000 ? error : error[..1000] };

@@ -175,8 +175,10 @@ public sealed class ModelCache : IDisposable
             {
                 var script = !string.IsNullOrEmpty(model.File) ? model.File : model.Model.Script
                     ?? throw new InvalidDataException($"model {model.Name}:{model.Version} is TorchScript but names no file");
+                // A pushed file records no sample shape or classes, only its declared signature: run it with those.
+                var (sampleShape, classes) = ServeTaskInput.TorchScriptShape(model, out var problem) ?? throw new InvalidDataException(problem);
                 var path = await blobs.GetPathAsync(script, cancellationToken);
-                var trainable = Create(model, model.Model with { Name = ModelSpec.TorchScript, Script = script }, device, path);
+                var trainable = Create(model with { SampleShape = sampleShape, Classes = classes }, model.Model with { Name = ModelSpec.TorchScript, Script = script }, device, path);
                 return new TorchServedModel(new TorchModelRunner(trainable), inputName, outputName);
             }
 

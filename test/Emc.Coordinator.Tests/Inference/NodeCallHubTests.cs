@@ -44,6 +44,35 @@ public sealed class NodeCallHubTests
     }
 
     [Fact]
+    public async Task AbandonReplica_FailsOnlyThatReplicasCallsAsUnavailable_AndItsLateReplyIsUnmatched()
+    {
+        var hub = new NodeCallHub();
+        var outbound = Channel.CreateUnbounded<CoordinatorMessage>();
+        hub.SessionOpened("node-a", "s1", outbound.Writer);
+        var lost = Enumerable.Range(0, 2).Select(_ => hub.CallAsync("node-a", new InferCall { ReplicaId = "r#1" }, CancellationToken.None)).ToList();
+        var other = hub.CallAsync("node-a", new InferCall { ReplicaId = "q#1" }, CancellationToken.None);
+        var sent = new List<ulong>();
+        for (var i = 0; i < 3; i++)
+        {
+            sent.Add((await outbound.Reader.ReadAsync()).InferCall.CallId);
+        }
+
+        Assert.Equal(0, hub.AbandonReplica("node-b", "r#1", "its lease ended"));
+        Assert.Equal(2, hub.AbandonReplica("node-a", "r#1", "its lease ended"));
+        foreach (var call in lost)
+        {
+            var ex = await Assert.ThrowsAsync<ReplicaUnavailableException>(() => call);
+            Assert.Contains("its lease ended", ex.Message, StringComparison.Ordinal);
+        }
+
+        Assert.False(other.IsCompleted);
+        hub.ReplyReceived("node-a", new InferReply { CallId = sent[0], Ok = true });
+        Assert.Equal(1, hub.UnmatchedReplies);
+        hub.ReplyReceived("node-a", new InferReply { CallId = sent[2], Ok = true });
+        Assert.True((await other).Ok);
+    }
+
+    [Fact]
     public async Task SessionClosed_FailsPendingCallsAsUnavailable()
     {
         var hub = new NodeCallHub();

@@ -147,7 +147,8 @@ public sealed class ServingNetworkTests
         Assert.Equal(OipErrorKind.NotFound, after.Kind);
     }
 
-    internal static async Task<byte[]> RegisterOnnxModelAsync(TestCoordinator coordinator, string name)
+    /// <summary>Registers a small ONNX MLP (6 features, 3 classes); <paramref name="declaredInput"/> is the input shape the registry declares.</summary>
+    internal static async Task<byte[]> RegisterOnnxModelAsync(TestCoordinator coordinator, string name, long[]? declaredInput = null)
     {
         var spec = new ModelSpec { Name = "mlp", Hidden = [8] };
         byte[] onnx;
@@ -169,7 +170,7 @@ public sealed class ServingNetworkTests
             Classes = Classes,
             Weights = "",
             File = hash,
-            Inputs = [new TensorMetadata("input", TensorDatatype.Fp32, [-1, Features])],
+            Inputs = [new TensorMetadata("input", TensorDatatype.Fp32, declaredInput ?? [-1, Features])],
             Outputs = [new TensorMetadata("logits", TensorDatatype.Fp32, [-1, Classes])],
             Bytes = onnx.Length,
         };

@@ -43,13 +43,17 @@ public sealed class TestCoordinator : IAsyncDisposable
         options.FlushInterval = TimeSpan.FromMilliseconds(20);
     }
 
-    public static async Task<TestCoordinator> StartAsync(string? dataDirectory = null, Action<RegistryOptions>? registry = null)
+    public static async Task<TestCoordinator> StartAsync(string? dataDirectory = null, Action<RegistryOptions>? registry = null, Action<IServiceCollection>? services = null)
     {
         var owns = dataDirectory is null;
         dataDirectory ??= Directory.CreateTempSubdirectory("emc-coord-test-").FullName;
         var host = CoordinatorHost.Create(
             new CoordinatorOptions { DataDirectory = dataDirectory, Urls = "http://127.0.0.1:0", GrpcUrls = "http://127.0.0.1:0" },
-            services => services.Configure(registry ?? FastLiveness),
+            collection =>
+            {
+                collection.Configure(registry ?? FastLiveness);
+                services?.Invoke(collection);
+            },
             logging => logging.SetMinimumLevel(LogLevel.Warning));
         await host.StartAsync(CancellationToken.None);
         return new TestCoordinator(host, dataDirectory, owns);

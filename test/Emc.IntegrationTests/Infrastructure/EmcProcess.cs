@@ -99,6 +99,12 @@ public sealed partial class EmcProcess : IAsyncDisposable
     /// <summary>SIGKILL: the process dies at once, with no chance to say goodbye.</summary>
     public void KillHard() => Process.Kill(entireProcessTree: false);
 
+    /// <summary>SIGSTOP: the process freezes with its connections open, as a hung machine would.</summary>
+    public void Freeze() => _ = Kill(Process.Id, 19);
+
+    /// <summary>SIGCONT: a frozen process runs on.</summary>
+    public void Thaw() => _ = Kill(Process.Id, 18);
+
     public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {
         using var cancel = new CancellationTokenSource(timeout);
