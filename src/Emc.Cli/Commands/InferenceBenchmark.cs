@@ -31,7 +31,7 @@ internal sealed record InferenceBenchSettings
 
     public TimeSpan Warmup { get; init; } = TimeSpan.FromSeconds(2);
 
-    public TimeSpan LatencyDuration { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan LatencyDuration { get; init; } = TimeSpan.FromSeconds(20);
 
     public TimeSpan ThroughputDuration { get; init; } = TimeSpan.FromSeconds(10);
 
@@ -153,7 +153,7 @@ internal static class InferenceBenchmark
     {
         var model = new Option<string?>("--model") { Description = "ONNX file with float32 inputs. Default: the zoo mlp (784-256-128-10) exported to ONNX." };
         var rate = new Option<double>("--rate") { Description = "Requests per second of the latency phases (open loop). Default 200.", DefaultValueFactory = _ => 200 };
-        var seconds = new Option<int>("--seconds") { Description = "Seconds measured per latency phase. Default 10.", DefaultValueFactory = _ => 10 };
+        var seconds = new Option<int>("--seconds") { Description = "Seconds measured per latency phase. Default 20.", DefaultValueFactory = _ => 20 };
         var throughputSeconds = new Option<int>("--throughput-seconds") { Description = "Seconds measured per throughput phase. Default 10.", DefaultValueFactory = _ => 10 };
         var warmup = new Option<int>("--warmup-seconds") { Description = "Seconds of unmeasured load before each phase. Default 2.", DefaultValueFactory = _ => 2 };
         var concurrency = new Option<int>("--concurrency") { Description = "Clients of the throughput phases (closed loop). Default 32.", DefaultValueFactory = _ => 32 };
@@ -259,6 +259,7 @@ internal static class InferenceBenchmark
         var root = Path.Combine(Path.GetTempPath(), "emc-bench-inference-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(root);
         var notes = new List<string>();
+        var finished = false;
         try
         {
             var modelPath = settings.ModelPath ?? WriteZooMlp(Path.Combine(root, "mlp.onnx"));
@@ -351,6 +352,7 @@ internal static class InferenceBenchmark
             var c = latencies.First(l => l.Target.StartsWith("(c)", StringComparison.Ordinal));
             var bMax = throughputs.Single(t => t.Target.StartsWith("(b)", StringComparison.Ordinal)).RequestsPerSecond;
             var cBatched = throughputs.Where(t => t.Target.StartsWith("(c)", StringComparison.Ordinal) && !t.Target.Contains("no batching", StringComparison.Ordinal)).Max(t => t.RequestsPerSecond);
+            finished = true;
             notes.Add("server CPU: (b) the serve-onnx process; (c) the coordinator and node processes together; 100% = one core");
             notes.Add("the client, the servers and ONNX Runtime share this machine's cores");
             return new InferenceReport(
@@ -374,13 +376,21 @@ internal static class InferenceBenchmark
         }
         finally
         {
-            try
+            if (finished)
             {
-                Directory.Delete(root, recursive: true);
+                try
+                {
+                    Directory.Delete(root, recursive: true);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // A temporary folder left behind is harmless.
+                }
             }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            else
             {
-                // A temporary folder left behind is harmless.
+                // The logs the error message points to stay.
+                progress.WriteLine($"logs kept in {root}");
             }
         }
     }
