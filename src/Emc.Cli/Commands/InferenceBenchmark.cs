@@ -371,7 +371,7 @@ internal static class InferenceBenchmark
                 throughputs,
                 Math.Round(c.P50Ms - b.P50Ms, 3),
                 Math.Round(c.P99Ms - b.P99Ms, 3),
-                bMax > 0 ? Math.Round(cBatched / bMax, 3) : double.NaN,
+                bMax > 0 ? Math.Round(cBatched / bMax, 3) : 0,
                 notes);
         }
         finally
@@ -533,7 +533,8 @@ internal static class InferenceBenchmark
     {
         Array.Sort(ticks, 0, count);
         double Ms(long t) => t * 1000.0 / Stopwatch.Frequency;
-        double At(double q) => count == 0 ? double.NaN : Math.Round(Ms(ticks[Math.Min(count - 1, (int)(q * count))]), 4);
+        // No samples (every request failed) reads 0: JSON has no NaN, and the error count tells.
+        double At(double q) => count == 0 ? 0 : Math.Round(Ms(ticks[Math.Min(count - 1, (int)(q * count))]), 4);
         long sum = 0;
         for (var i = 0; i < count; i++)
         {
@@ -546,12 +547,12 @@ internal static class InferenceBenchmark
             errors,
             Math.Round(seconds, 2),
             Math.Round(count / seconds, 1),
-            count == 0 ? double.NaN : Math.Round(Ms(sum) / count, 4),
+            count == 0 ? 0 : Math.Round(Ms(sum) / count, 4),
             At(0.50),
             At(0.90),
             At(0.99),
             At(0.999),
-            count == 0 ? double.NaN : Math.Round(Ms(ticks[count - 1]), 3),
+            count == 0 ? 0 : Math.Round(Ms(ticks[count - 1]), 3),
             Math.Round(clientCpu, 1),
             Math.Round(serverCpu, 1));
     }
