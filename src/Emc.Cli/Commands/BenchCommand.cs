@@ -24,6 +24,7 @@ internal static class BenchCommand
         command.Subcommands.Add(CreateConnect());
         command.Subcommands.Add(CreateScheduler());
         command.Subcommands.Add(CreateTrainLocal());
+        InferenceBenchmark.AddTo(command);
         return command;
     }
 
