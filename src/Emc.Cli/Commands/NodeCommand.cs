@@ -31,7 +31,12 @@ internal static class NodeCommand
             Description = "CPU threads for training (0 = every core, the default). Several nodes on one machine share its cores.",
             DefaultValueFactory = _ => 0,
         };
-        var command = new Command("node", "Run a node agent: register with the coordinator and take work.") { coordinator, name, data, devices, labels, price, threads };
+        var inferenceThreads = new Option<int>("--inference-threads")
+        {
+            Description = "CPU threads ONNX Runtime uses per served model (0 = its choice, one per physical core; the default).",
+            DefaultValueFactory = _ => 0,
+        };
+        var command = new Command("node", "Run a node agent: register with the coordinator and take work.") { coordinator, name, data, devices, labels, price, threads, inferenceThreads };
         command.SetAction(async (result, _) =>
         {
             NodeAgentOptions options;
@@ -46,6 +51,7 @@ internal static class NodeCommand
                     Labels = NodeOptionParser.ParseLabels(result.GetValue(labels) ?? []),
                     Price = NodeOptionParser.ParsePrice(result.GetValue(price)),
                     TrainingThreads = result.GetValue(threads) is var t and >= 0 and <= 1024 ? t : throw new ArgumentException("--training-threads must be 0 to 1024."),
+                    InferenceThreads = result.GetValue(inferenceThreads) is var i and >= 0 and <= 1024 ? i : throw new ArgumentException("--inference-threads must be 0 to 1024."),
                 };
             }
             catch (ArgumentException ex)

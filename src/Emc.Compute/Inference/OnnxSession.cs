@@ -58,6 +58,9 @@ public sealed class OnnxSession : IDisposable
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
             IntraOpNumThreads = options.IntraOpThreads,
         };
+        var spin = options.AllowSpinning ? "1" : "0";
+        sessionOptions.AddSessionConfigEntry("session.intra_op.allow_spinning", spin);
+        sessionOptions.AddSessionConfigEntry("session.inter_op.allow_spinning", spin);
         if (device != "cpu")
         {
             AppendCuda(sessionOptions, device);
