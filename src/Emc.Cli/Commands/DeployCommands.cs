@@ -23,7 +23,8 @@ internal static class DeployCommands
         var maxBatch = new Option<int>("--max-batch") { Description = "Rows per batch a replica forms (default 1: no batching).", DefaultValueFactory = _ => 1 };
         var maxDelay = new Option<long>("--max-delay-us") { Description = "How long a partial batch waits for more requests, microseconds (default 0)." };
         var device = new Option<string>("--device") { Description = "cpu or cuda (default cpu).", DefaultValueFactory = _ => "cpu" };
-        var command = new Command("deploy", "Serve a registered model on nodes.") { coordinator, json, reference, replicas, maxBatch, maxDelay, device };
+        var maxOngoing = new Option<int>("--max-ongoing") { Description = "Requests the router keeps in flight on one replica (default max(8, 2 x max-batch), so that batches can fill)." };
+        var command = new Command("deploy", "Serve a registered model on nodes.") { coordinator, json, reference, replicas, maxBatch, maxDelay, device, maxOngoing };
         command.SetAction(async (result, cancellationToken) =>
         {
             if (!ModelCommand.TryParseReference(result.GetValue(reference)!, out var name, out var version))
@@ -47,6 +48,7 @@ internal static class DeployCommands
                 MaxBatch = result.GetValue(maxBatch),
                 MaxDelayMicroseconds = result.GetValue(maxDelay),
                 Device = result.GetValue(device)!,
+                MaxOngoingPerReplica = result.GetValue(maxOngoing) is var ongoing and not 0 ? ongoing : Math.Max(8, 2 * result.GetValue(maxBatch)),
             };
             return await ApiCalls.CallAsync("model deploy", async () =>
             {
