@@ -51,14 +51,11 @@ public static class OnnxDatatypes
 
     /// <summary>Bytes per element of a fixed-size datatype; 0 for <c>BYTES</c>.</summary>
     /// <exception cref="ArgumentException">The name is not a datatype of <see cref="All"/>.</exception>
-    public static int ElementSize(string datatype) => ToElementType(datatype) switch
+    public static int ElementSize(string datatype)
     {
-        TensorElementType.Bool or TensorElementType.UInt8 or TensorElementType.Int8 => 1,
-        TensorElementType.UInt16 or TensorElementType.Int16 or TensorElementType.Float16 or TensorElementType.BFloat16 => 2,
-        TensorElementType.UInt32 or TensorElementType.Int32 or TensorElementType.Float => 4,
-        TensorElementType.UInt64 or TensorElementType.Int64 or TensorElementType.Double => 8,
-        _ => 0,
-    };
+        _ = ToElementType(datatype); // the same error for a name ONNX Runtime cannot take
+        return Core.Inference.TensorDatatypes.ElementSize(Core.Inference.TensorDatatypes.Parse(datatype));
+    }
 
     internal static TensorElementType ToElementType(string datatype) =>
         _types.TryGetValue(datatype, out var type)
