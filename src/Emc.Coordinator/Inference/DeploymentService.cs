@@ -500,6 +500,8 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
                         // Weights, a copy for the runtime and room for activations.
                         DeviceMemoryBytes = deployment.Descriptor.Bytes * 3,
                         CacheKeys = key.Length > 0 ? [key] : [],
+                        // A replica shares its device with training and other replicas: it needs memory, not a task slot.
+                        Shared = true,
                     },
                     MaxRetries = JobSpecValidator.MaxRetriesLimit,
                     Tasks = [new TaskSpec { Kind = ServeTaskInput.Kind, Input = JsonSerializer.Serialize(input, EmcJson.Options) }],

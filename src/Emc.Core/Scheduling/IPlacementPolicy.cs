@@ -55,7 +55,7 @@ public class SpreadPlacementPolicy(PlacementWeights? weights = null) : IPlacemen
     public double Score(ResourceDemand demand, SchedulerNode node, DeviceState device, ClusterSummary cluster)
     {
         var speed = Math.Log2(1 + Math.Max(0, device.Capacity.Gflops)) / Math.Log2(1 + Math.Max(1, cluster.MaxGflops));
-        var free = node.TotalSlots == 0 ? 0 : 1 - (double)node.UsedSlots / node.TotalSlots;
+        var free = node.FreeFraction(demand);
         var locality = 0.0;
         if (demand.CacheKeys.Count > 0)
         {

@@ -71,6 +71,11 @@ public static class JobSpecValidator
             }
         }
 
+        if (spec.Gang && spec.Demand is { Shared: true })
+        {
+            errors.Add("a gang cannot be shared: its members need task slots of their own");
+        }
+
         if (spec.Elastic && !spec.Gang)
         {
             errors.Add("elastic applies to gang jobs only");

@@ -32,6 +32,14 @@ public sealed record ResourceDemand
     public IReadOnlyList<string> CacheKeys { get; init; } = [];
 
     /// <summary>
+    /// A long-running, light task that shares its device with other work, such as a serving replica:
+    /// it takes its memory and one of the device's shared places
+    /// (<see cref="SchedulerOptions.SharedTasksPerDevice"/>) but no task slot, so a node serves several
+    /// models and still trains. Gangs are never shared.
+    /// </summary>
+    public bool Shared { get; init; }
+
+    /// <summary>
     /// A key equal for demands that fit exactly the same nodes. Tasks with the same key are blocked or
     /// unblocked together, which lets one scheduling pass skip them all at once.
     /// </summary>
@@ -42,6 +50,11 @@ public sealed record ResourceDemand
             .Append(DeviceMemoryBytes.ToString(CultureInfo.InvariantCulture)).Append('|')
             .Append(MinGflops.ToString("R", CultureInfo.InvariantCulture)).Append('|')
             .Append(MaxPrice.ToString(CultureInfo.InvariantCulture));
+        if (Shared)
+        {
+            builder.Append("|shared");
+        }
+
         foreach (var (key, value) in Labels.OrderBy(pair => pair.Key, StringComparer.Ordinal))
         {
             builder.Append('|').Append(key).Append('=').Append(value);
@@ -78,6 +91,11 @@ public sealed record ResourceDemand
         if (MaxPrice > 0)
         {
             parts.Add($"price ≤ {MaxPrice.ToString(CultureInfo.InvariantCulture)}");
+        }
+
+        if (Shared)
+        {
+            parts.Add("shared");
         }
 
         return string.Join(", ", parts);

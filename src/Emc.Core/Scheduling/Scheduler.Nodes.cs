@@ -15,7 +15,7 @@ public sealed partial class Scheduler
             Detach(old);
         }
 
-        var node = new SchedulerNode(capacity, _options.TasksPerDevice, _reputations.GetValueOrDefault(id, _options.InitialReputation))
+        var node = new SchedulerNode(capacity, _options.TasksPerDevice, _options.SharedTasksPerDevice, _reputations.GetValueOrDefault(id, _options.InitialReputation))
         {
             Schedulable = true,
         };
@@ -227,31 +227,59 @@ public sealed partial class Scheduler
 
     private void Charge(SchedulerNode node, DeviceState device, ResourceDemand demand)
     {
-        device.UsedSlots++;
+        if (demand.Shared)
+        {
+            device.UsedSharedSlots++;
+            node.UsedSharedSlots++;
+        }
+        else
+        {
+            device.UsedSlots++;
+            node.UsedSlots++;
+        }
+
         device.UsedMemoryBytes += demand.DeviceMemoryBytes;
-        node.UsedSlots++;
         UpdateFree(node);
     }
 
     private void Uncharge(SchedulerNode node, DeviceState device, ResourceDemand demand)
     {
-        device.UsedSlots--;
+        if (demand.Shared)
+        {
+            device.UsedSharedSlots--;
+            node.UsedSharedSlots--;
+        }
+        else
+        {
+            device.UsedSlots--;
+            node.UsedSlots--;
+        }
+
         device.UsedMemoryBytes -= demand.DeviceMemoryBytes;
-        node.UsedSlots--;
         UpdateFree(node);
     }
 
     private void UpdateFree(SchedulerNode node)
     {
-        var shouldBeFree = node.HasFreeSlot && _nodes.TryGetValue(node.Id, out var current) && ReferenceEquals(current, node);
-        if (shouldBeFree && node.FreeIndex < 0)
+        var current = _nodes.TryGetValue(node.Id, out var registered) && ReferenceEquals(registered, node);
+        if (current && node.HasFreeSlot && node.FreeIndex < 0)
         {
             node.FreeIndex = _free.Count;
             _free.Add(node);
         }
-        else if (!shouldBeFree)
+        else if (!(current && node.HasFreeSlot))
         {
             RemoveFromFree(node);
+        }
+
+        if (current && node.HasFreeSharedSlot && node.SharedFreeIndex < 0)
+        {
+            node.SharedFreeIndex = _sharedFree.Count;
+            _sharedFree.Add(node);
+        }
+        else if (!(current && node.HasFreeSharedSlot))
+        {
+            RemoveFromSharedFree(node);
         }
     }
 
@@ -268,5 +296,20 @@ public sealed partial class Scheduler
         last.FreeIndex = index;
         _free.RemoveAt(_free.Count - 1);
         node.FreeIndex = -1;
+    }
+
+    private void RemoveFromSharedFree(SchedulerNode node)
+    {
+        var index = node.SharedFreeIndex;
+        if (index < 0)
+        {
+            return;
+        }
+
+        var last = _sharedFree[^1];
+        _sharedFree[index] = last;
+        last.SharedFreeIndex = index;
+        _sharedFree.RemoveAt(_sharedFree.Count - 1);
+        node.SharedFreeIndex = -1;
     }
 }

@@ -26,7 +26,7 @@ public sealed partial class Scheduler
         }
 
         _blocked.Clear();
-        while (placed < _options.MaxPlacementsPerPass && _free.Count > 0)
+        while (placed < _options.MaxPlacementsPerPass && (_free.Count > 0 || _sharedFree.Count > 0))
         {
             var started = Stopwatch.GetTimestamp();
             var item = _queue.Peek(_blocked);
@@ -90,13 +90,14 @@ public sealed partial class Scheduler
             }
         }
 
-        var count = _free.Count;
-        var start = (int)((uint)_cursor++ % (uint)count);
+        var candidates = demand.Shared ? _sharedFree : _free;
+        var count = candidates.Count;
+        var start = count == 0 ? 0 : (int)((uint)_cursor++ % (uint)count);
         var feasible = 0;
         for (var i = 0; i < count && feasible < _options.MaxScoredCandidates; i++)
         {
             var index = start + i;
-            if (Consider(_free[index >= count ? index - count : index]))
+            if (Consider(candidates[index >= count ? index - count : index]))
             {
                 feasible++;
             }
@@ -113,7 +114,7 @@ public sealed partial class Scheduler
 
         bool Consider(SchedulerNode node)
         {
-            if (!node.HasFreeSlot || (task.Excluded?.Contains(node.Id) ?? false) || !NodeFits(node, demand))
+            if (!node.HasRoomFor(demand) || (task.Excluded?.Contains(node.Id) ?? false) || !NodeFits(node, demand))
             {
                 return false;
             }
@@ -159,7 +160,7 @@ public sealed partial class Scheduler
     }
 
     private static bool DeviceFits(DeviceState device, ResourceDemand demand) =>
-        device.HasFreeSlot
+        (demand.Shared ? device.HasFreeSharedSlot : device.HasFreeSlot)
         && (demand.Device is null || device.Capacity.Kind == demand.Device)
         && device.FreeMemoryBytes >= demand.DeviceMemoryBytes
         && device.Capacity.Gflops >= demand.MinGflops;
@@ -314,7 +315,7 @@ public sealed partial class Scheduler
             : labelsOk < needed ? Short($"labelled {string.Join(", ", demand.Labels.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value}"))}", labelsOk)
             : priceOk < needed ? Short($"at a price ≤ {demand.MaxPrice.ToString(CultureInfo.InvariantCulture)}", priceOk)
             : gang ? $"waiting for {needed} of the {priceOk} fitting nodes to be free at once"
-            : $"waiting for a free slot on one of the {priceOk} fitting node{(priceOk == 1 ? "" : "s")}";
+            : $"waiting for a free {(demand.Shared ? "shared place (and its memory)" : "slot")} on one of the {priceOk} fitting node{(priceOk == 1 ? "" : "s")}";
 
         var report = new FitReport(_registryVersion, priceOk, needed, reason);
         _fitCache[shapeKey] = report;

@@ -22,6 +22,7 @@ public sealed partial class Scheduler
     private readonly Dictionary<string, SchedulerNode> _nodes = new(StringComparer.Ordinal);
     private readonly Dictionary<string, double> _reputations = new(StringComparer.Ordinal);
     private readonly List<SchedulerNode> _free = [];
+    private readonly List<SchedulerNode> _sharedFree = [];
     private readonly Dictionary<string, HashSet<SchedulerNode>> _cacheIndex = new(StringComparer.Ordinal);
     private readonly Dictionary<string, HashSet<TaskEntry>> _leasesByNode = new(StringComparer.Ordinal);
     private readonly PriorityQueue<(TaskEntry Task, int Attempt), DateTimeOffset> _expiries = new();

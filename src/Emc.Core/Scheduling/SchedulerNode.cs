@@ -40,11 +40,11 @@ public sealed record DeviceCapacity
 /// <summary>A node's live scheduling state. Owned by the scheduler; policies read it.</summary>
 public sealed class SchedulerNode
 {
-    internal SchedulerNode(NodeCapacity capacity, int defaultSlots, double reputation)
+    internal SchedulerNode(NodeCapacity capacity, int defaultSlots, int sharedSlots, double reputation)
     {
         Id = capacity.NodeId;
         Reputation = reputation;
-        Devices = [.. capacity.Devices.Select(device => new DeviceState(device, device.Slots ?? defaultSlots))];
+        Devices = [.. capacity.Devices.Select(device => new DeviceState(device, device.Slots ?? defaultSlots, sharedSlots))];
         Update(capacity);
     }
 
@@ -70,8 +70,16 @@ public sealed class SchedulerNode
 
     public int TotalSlots { get; private set; }
 
+    /// <summary>Shared tasks (serving replicas) placed on the node right now, over all devices.</summary>
+    public int UsedSharedSlots { get; internal set; }
+
+    public int TotalSharedSlots { get; private set; }
+
     /// <summary>The node's position in the scheduler's list of nodes with a free slot, or -1.</summary>
     internal int FreeIndex { get; set; } = -1;
+
+    /// <summary>The node's position in the scheduler's list of nodes with a free shared place, or -1.</summary>
+    internal int SharedFreeIndex { get; set; } = -1;
 
     /// <summary>Bumped on every change that can make the node fit a demand it did not fit before.</summary>
     internal long Version { get; set; }
@@ -80,19 +88,33 @@ public sealed class SchedulerNode
 
     internal bool HasFreeSlot => Schedulable && UsedSlots < TotalSlots;
 
+    internal bool HasFreeSharedSlot => Schedulable && UsedSharedSlots < TotalSharedSlots;
+
+    /// <summary>Whether the node has room of the demand's kind: a task slot, or a shared place.</summary>
+    internal bool HasRoomFor(ResourceDemand demand) => demand.Shared ? HasFreeSharedSlot : HasFreeSlot;
+
+    /// <summary>The free fraction of the room of the demand's kind, for placement scores.</summary>
+    public double FreeFraction(ResourceDemand demand)
+    {
+        ArgumentNullException.ThrowIfNull(demand);
+        var (used, total) = demand.Shared ? (UsedSharedSlots, TotalSharedSlots) : (UsedSlots, TotalSlots);
+        return total == 0 ? 0 : 1 - ((double)used / total);
+    }
+
     internal void Update(NodeCapacity capacity)
     {
         Labels = capacity.Labels;
         Price = capacity.Price;
         _cacheKeys = new HashSet<string>(capacity.CacheKeys, StringComparer.Ordinal);
         TotalSlots = Devices.Sum(device => device.Slots);
+        TotalSharedSlots = Devices.Sum(device => device.SharedSlots);
     }
 
     internal void SetCacheKeys(IEnumerable<string> keys) => _cacheKeys = new HashSet<string>(keys, StringComparer.Ordinal);
 }
 
 /// <summary>One device's live state.</summary>
-public sealed class DeviceState(DeviceCapacity capacity, int slots)
+public sealed class DeviceState(DeviceCapacity capacity, int slots, int sharedSlots)
 {
     public DeviceCapacity Capacity { get; } = capacity;
 
@@ -100,9 +122,16 @@ public sealed class DeviceState(DeviceCapacity capacity, int slots)
 
     public int UsedSlots { get; internal set; }
 
+    /// <summary>Shared tasks (serving replicas) the device holds besides its slots.</summary>
+    public int SharedSlots { get; } = sharedSlots;
+
+    public int UsedSharedSlots { get; internal set; }
+
     public long UsedMemoryBytes { get; internal set; }
 
     public long FreeMemoryBytes => Capacity.MemoryBytes - UsedMemoryBytes;
 
     public bool HasFreeSlot => UsedSlots < Slots;
+
+    public bool HasFreeSharedSlot => UsedSharedSlots < SharedSlots;
 }

@@ -19,6 +19,12 @@ public sealed class SchedulerOptions
     public int TasksPerDevice { get; set; } = 1;
 
     /// <summary>
+    /// Shared tasks (<see cref="ResourceDemand.Shared"/>: serving replicas) one device holds besides its
+    /// task slots; their memory demands bound them too. Default 16.
+    /// </summary>
+    public int SharedTasksPerDevice { get; set; } = 16;
+
+    /// <summary>
     /// How many fitting nodes a placement scores before it picks the best (nodes that cache the task's
     /// data are always scored on top). Scoring a bounded sample keeps placement O(1) in the size of the
     /// network, as Nomad and Sparrow do. Default 16.
@@ -73,6 +79,11 @@ public sealed class SchedulerOptions
         if (TasksPerDevice is < 1 or > 1024)
         {
             errors.Add("TasksPerDevice must be between 1 and 1024");
+        }
+
+        if (SharedTasksPerDevice is < 0 or > 1024)
+        {
+            errors.Add("SharedTasksPerDevice must be between 0 and 1024");
         }
 
         if (MaxScoredCandidates < 1)

@@ -118,6 +118,54 @@ public class PlacementTests
     }
 
     [Fact]
+    public void Schedule_SharedTasks_TakeMemoryAndSharedPlacesButNoTaskSlot()
+    {
+        var harness = new SchedulerHarness(new SchedulerOptions { SharedTasksPerDevice = 3 });
+        var a = SchedulerHarness.NodeId(1);
+        harness.Scheduler.UpsertNode(SchedulerHarness.Cpu(a, memory: 10 * GiB));
+        var shared = new ResourceDemand { Shared = true, DeviceMemoryBytes = 2 * GiB };
+
+        // A training task holds the only slot; three replicas still fit beside it, a fourth waits for a shared place.
+        harness.Scheduler.Submit(SchedulerHarness.Job("trainer", 1));
+        Assert.Single(harness.Schedule());
+        var replicas = harness.Scheduler.Submit(SchedulerHarness.Job("deployments", 4, demand: shared));
+        var offers = harness.Schedule();
+        Assert.Equal(3, offers.Count);
+        Assert.All(offers, offer => Assert.Equal(a, offer.NodeId));
+        var node = harness.Scheduler.GetNode(a)!;
+        Assert.Equal((1, 3), (node.UsedSlots, node.UsedSharedSlots));
+        Assert.Equal(6 * GiB, node.Devices[0].UsedMemoryBytes);
+        Assert.Equal("waiting for a free shared place (and its memory) on one of the 1 fitting node", harness.Scheduler.GetJob(replicas.Id)!.Reason);
+
+        // Ending one replica frees its place and memory for the fourth.
+        harness.Complete(offers[0]);
+        Assert.Single(harness.Schedule());
+        Assert.Equal(6 * GiB, node.Devices[0].UsedMemoryBytes);
+    }
+
+    [Fact]
+    public void Schedule_SharedTasks_AreBoundedByMemoryAndSpreadOverNodes()
+    {
+        var harness = new SchedulerHarness();
+        harness.Scheduler.UpsertNode(SchedulerHarness.Cpu(SchedulerHarness.NodeId(1), memory: 5 * GiB));
+        harness.Scheduler.UpsertNode(SchedulerHarness.Cpu(SchedulerHarness.NodeId(2), memory: 5 * GiB));
+        harness.Scheduler.Submit(SchedulerHarness.Job("deployments", 6, demand: new ResourceDemand { Shared = true, DeviceMemoryBytes = 2 * GiB }));
+
+        // 2 GiB each: two per 5 GiB node, spread evenly; the rest wait although shared places are free.
+        var offers = harness.Schedule();
+        Assert.Equal(4, offers.Count);
+        Assert.Equal(2, offers.Count(offer => offer.NodeId == SchedulerHarness.NodeId(1)));
+    }
+
+    [Fact]
+    public void Submit_SharedGang_IsRefused()
+    {
+        var harness = new SchedulerHarness();
+        var error = Assert.Throws<SchedulingException>(() => harness.Scheduler.Submit(SchedulerHarness.Job("alice", 2, demand: new ResourceDemand { Shared = true }, gang: true)));
+        Assert.Contains("a gang cannot be shared", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Schedule_DrainingNode_GetsNoNewWorkButKeepsItsLeases()
     {
         var harness = new SchedulerHarness();
