@@ -85,6 +85,10 @@ public sealed partial class SchedulerService : BackgroundService
     public Task<bool> CancelAsync(string jobId, string reason, CancellationToken cancellationToken) =>
         RequestAsync(s => s.Cancel(jobId, reason), cancellationToken);
 
+    /// <summary>Revokes a lease the node is failing and reissues its task elsewhere (<see cref="Scheduler.Evict"/>).</summary>
+    public Task<bool> EvictAsync(string nodeId, string leaseId, string reason, CancellationToken cancellationToken) =>
+        RequestAsync(s => s.Evict(nodeId, leaseId, reason), cancellationToken);
+
     public Task<double> SetAccountWeightAsync(string account, double weight, CancellationToken cancellationToken) =>
         RequestAsync(s =>
         {

@@ -60,6 +60,29 @@ public sealed partial class Scheduler
     }
 
     /// <summary>
+    /// The coordinator found the node failing the lease it holds (say, a serving replica whose answers
+    /// are malformed): the lease is revoked, the node's reputation falls, and the task is reissued on
+    /// another node, using a retry. False when <paramref name="leaseId"/> is not the task's current
+    /// lease on <paramref name="nodeId"/> or the task belongs to a gang.
+    /// </summary>
+    public bool Evict(string nodeId, string leaseId, string reason)
+    {
+        ArgumentNullException.ThrowIfNull(reason);
+        var task = CurrentLease(nodeId, leaseId);
+        if (task is null || task.Job.Gang is not null)
+        {
+            return false;
+        }
+
+        reason = $"evicted from node {nodeId}: {Truncate(reason, MaxErrorChars)}";
+        _commands.Add(new RevokeLease(nodeId, task.LeaseId, reason));
+        AdjustReputation(nodeId, success: false);
+        (task.Excluded ??= new HashSet<string>(StringComparer.Ordinal)).Add(nodeId);
+        LeaseEnded(task, reason, countsAsRetry: true);
+        return true;
+    }
+
+    /// <summary>
     /// A node reports the outcome of a lease. Each lease's result is recorded once. The first
     /// successful result the scheduler applies is the one that counts, whichever attempt sent it;
     /// results that arrive after it are recorded as superseded. Since the host applies events in

@@ -33,6 +33,34 @@ public class LeaseTests
     }
 
     [Fact]
+    public void Evict_CurrentLease_RevokesItLowersReputationAndReissuesOnAnotherNode()
+    {
+        var harness = new SchedulerHarness();
+        harness.Scheduler.UpsertNode(SchedulerHarness.Cpu(NodeA, gflops: 1000));
+        harness.Scheduler.UpsertNode(SchedulerHarness.Cpu(NodeB, gflops: 10));
+        var job = harness.Scheduler.Submit(SchedulerHarness.Job("alice", 1, demand: new ResourceDemand { Shared = true }));
+        var first = Assert.Single(harness.Schedule());
+        Assert.Equal(NodeA, first.NodeId);
+        harness.Scheduler.Accept(NodeA, first.Lease.LeaseId);
+        var before = harness.Scheduler.GetNode(NodeA)!.Reputation;
+
+        // Only the current holder's lease can be evicted.
+        Assert.False(harness.Scheduler.Evict(NodeB, first.Lease.LeaseId, "malformed replies"));
+        Assert.True(harness.Scheduler.Evict(NodeA, first.Lease.LeaseId, "malformed replies"));
+        Assert.Contains(harness.Drain(), c => c is RevokeLease r && r.LeaseId == first.Lease.LeaseId && r.NodeId == NodeA);
+        Assert.True(harness.Scheduler.GetNode(NodeA)!.Reputation < before);
+        Assert.Equal(0, harness.Scheduler.GetNode(NodeA)!.UsedSharedSlots);
+        var task = harness.Task(job.Id + ".0");
+        Assert.Equal((TaskState.Queued, 1), (task.State, task.Retries));
+        Assert.Contains("malformed replies", task.Reason, StringComparison.Ordinal);
+
+        // The faster node is avoided from now on; the slow one takes the task.
+        var second = Assert.Single(harness.Schedule());
+        Assert.Equal(NodeB, second.NodeId);
+        Assert.False(harness.Scheduler.Evict(NodeA, first.Lease.LeaseId, "again"));
+    }
+
+    [Fact]
     public void Heartbeat_ListsLease_ExtendsItPastTheFirstExpiry()
     {
         var harness = new SchedulerHarness();
