@@ -103,6 +103,10 @@ internal static class DeployCommands
                 d.CreatedAt.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
             }));
             Console.WriteLine(Table.Format(rows));
+            foreach (var deployment in deployments.Where(d => d.Reason is not null))
+            {
+                Console.WriteLine($"{deployment.Id} waits: {deployment.Reason}");
+            }
         }));
         return command;
     }

@@ -279,10 +279,21 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
     }
 
     public Task<IReadOnlyList<DeploymentView>> ListAsync(CancellationToken cancellationToken) =>
-        RunAsync(() => Task.FromResult<IReadOnlyList<DeploymentView>>([.. _deployments.Values.OrderBy(d => d.Record.CreatedAt).Select(View)]), cancellationToken);
+        RunAsync<IReadOnlyList<DeploymentView>>(
+            async () =>
+            {
+                var views = new List<DeploymentView>(_deployments.Count);
+                foreach (var deployment in _deployments.Values.OrderBy(d => d.Record.CreatedAt).ToList())
+                {
+                    views.Add(await ViewAsync(deployment, cancellationToken));
+                }
+
+                return views;
+            },
+            cancellationToken);
 
     public Task<DeploymentView?> GetAsync(string id, CancellationToken cancellationToken) =>
-        RunAsync(() => Task.FromResult(_deployments.TryGetValue(id, out var d) ? View(d) : null), cancellationToken);
+        RunAsync<DeploymentView?>(async () => _deployments.TryGetValue(id, out var d) ? await ViewAsync(d, cancellationToken) : null, cancellationToken);
 
     /// <summary>The router of a deployment, for stats and tests; null when not deployed.</summary>
     public ReplicaRouter<RoutedCall, InferResponse>? GetRouter(string id) =>
@@ -414,6 +425,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         {
             Desired = Math.Max(1, spec.MinReplicas),
         };
+        deployment.Router.ReplicaMisbehaving = (replica, node, problem) => _inbox.Writer.TryWrite(() => EvictAsync(deployment, replica, node, problem));
         _deployments[record.Id] = deployment;
         PublishByModel();
         Log.Deployed(_logger, record.Id, spec.Model, record.Version, spec.MinReplicas, spec.MaxReplicas);
@@ -502,6 +514,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
                         CacheKeys = key.Length > 0 ? [key] : [],
                         // A replica shares its device with training and other replicas: it needs memory, not a task slot.
                         Shared = true,
+                        SpreadGroup = deployment.Record.Id,
                     },
                     MaxRetries = JobSpecValidator.MaxRetriesLimit,
                     Tasks = [new TaskSpec { Kind = ServeTaskInput.Kind, Input = JsonSerializer.Serialize(input, EmcJson.Options) }],
@@ -660,6 +673,25 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         deployment.Router.AddReplica(new NodeReplica(replicaId, nodeId, Math.Max(1, deployment.Record.Spec.MaxOngoingPerReplica), _hub));
     }
 
+    /// <summary>
+    /// A replica whose node keeps answering with malformed replies: it leaves the router at once, and its
+    /// lease is evicted, so the scheduler lowers the node's reputation and places the replica elsewhere.
+    /// </summary>
+    private async Task EvictAsync(Deployment deployment, string replicaId, string nodeId, string problem)
+    {
+        deployment.Router.RemoveReplica(replicaId);
+        Log.ReplicaEvicted(_logger, deployment.Record.Id, replicaId, nodeId, problem);
+        try
+        {
+            await _scheduler.EvictAsync(nodeId, replicaId, $"its replica of {deployment.Record.Id} answered with malformed replies ({problem})", CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is SchedulingException or InvalidOperationException or OperationCanceledException)
+        {
+            // The scheduler is stopping; the lease ends with it.
+            Log.SubmitFailed(_logger, deployment.Record.Id, ex.Message);
+        }
+    }
+
     private Task StoppedAsync(string replicaId)
     {
         var hash = replicaId.LastIndexOf('#');
@@ -719,13 +751,30 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         return false;
     }
 
-    private static DeploymentView View(Deployment deployment)
+    /// <summary>
+    /// The deployment as the API shows it. A replica not serving yet is "queued" (no node has taken it;
+    /// the scheduler's reason says why, such as "no node with ≥ 2 GiB device memory on a cuda device")
+    /// or "starting" (its node is loading the model); a deployment with none serving repeats the first
+    /// reason, so a pending deployment says what it waits for.
+    /// </summary>
+    private async Task<DeploymentView> ViewAsync(Deployment deployment, CancellationToken cancellationToken)
     {
         var loads = deployment.Router.GetReplicaLoads().ToDictionary(l => l.ReplicaId, StringComparer.Ordinal);
-        var replicas = deployment.Jobs.Select(job =>
-            job.ReplicaId is { } id && loads.TryGetValue(id, out var load)
-                ? new ReplicaView(id, load.NodeId, "ready", load.Outstanding, 0)
-                : new ReplicaView(job.TaskId, job.NodeId ?? "", "starting", 0, 0)).ToList();
+        var replicas = new List<ReplicaView>(deployment.Jobs.Count);
+        foreach (var job in deployment.Jobs.ToList())
+        {
+            if (job.ReplicaId is { } id && loads.TryGetValue(id, out var load))
+            {
+                replicas.Add(new ReplicaView(id, load.NodeId, "ready", load.Outstanding, load.Served));
+                continue;
+            }
+
+            var task = await _scheduler.GetTaskAsync(job.TaskId, cancellationToken);
+            replicas.Add(task?.State == TaskState.Queued
+                ? new ReplicaView(job.TaskId, "", "queued", 0, 0) { Reason = task.Reason }
+                : new ReplicaView(job.TaskId, task?.NodeId ?? job.NodeId ?? "", "starting", 0, 0) { Reason = task?.NodeId is { } node ? $"node {node} is loading the model" : null });
+        }
+
         var ready = replicas.Count(r => r.State == "ready");
         return new DeploymentView
         {
@@ -733,6 +782,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             Spec = deployment.Record.Spec,
             Version = deployment.Record.Version,
             State = ready == 0 ? "pending" : ready < deployment.Record.Spec.MinReplicas ? "degraded" : "ready",
+            Reason = ready < Math.Max(1, deployment.Record.Spec.MinReplicas) ? replicas.FirstOrDefault(r => r.Reason is not null)?.Reason : null,
             DesiredReplicas = deployment.Desired,
             Replicas = replicas,
             CreatedAt = deployment.Record.CreatedAt,
@@ -872,6 +922,9 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
 
         [LoggerMessage(EventId = 2415, Level = LogLevel.Warning, Message = "Replica {ReplicaId} reported ready by node {NodeId}, which does not hold its lease; ignored.")]
         public static partial void ReadyIgnored(ILogger logger, string replicaId, string nodeId);
+
+        [LoggerMessage(EventId = 2430, Level = LogLevel.Warning, Message = "Deployment {Id}: evicting replica {ReplicaId} on node {NodeId}, which keeps answering with malformed replies: {Problem}.")]
+        public static partial void ReplicaEvicted(ILogger logger, string id, string replicaId, string nodeId, string problem);
 
         [LoggerMessage(EventId = 2416, Level = LogLevel.Warning, Message = "Deployment {Id}: model {Model}:{Version} is no longer registered; not served.")]
         public static partial void ModelMissing(ILogger logger, string id, string model, int version);

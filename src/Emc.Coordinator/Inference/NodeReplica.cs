@@ -110,7 +110,7 @@ public sealed class NodeReplica(string replicaId, string nodeId, int maxOngoingR
         if (outputs is null)
         {
             // An untrusted node's malformed answer: another replica may do better.
-            throw new ReplicaUnavailableException($"replica {ReplicaId} on node {NodeId} sent a malformed reply: {problem}");
+            throw new ReplicaUnavailableException($"replica {ReplicaId} on node {NodeId} sent a malformed reply: {problem}") { Malformed = true };
         }
 
         Interlocked.Increment(ref _served);
@@ -193,7 +193,7 @@ public sealed class NodeReplica(string replicaId, string nodeId, int maxOngoingR
                 }
             }
 
-            throw new ReplicaUnavailableException($"replica {ReplicaId} on node {NodeId} ended the generation without a finish reason");
+            throw new ReplicaUnavailableException($"replica {ReplicaId} on node {NodeId} ended the generation without a finish reason") { Malformed = true };
         }
         catch (ReplicaUnavailableException ex) when (sink.HasStarted)
         {

@@ -77,6 +77,13 @@ public sealed class ReplicaRouter<TRequest, TResponse>
 
     public string Deployment { get; }
 
+    /// <summary>
+    /// Called once for a replica whose answers came back malformed
+    /// <see cref="ReplicaRouterOptions.EvictAfterMalformedReplies"/> times in a row, with its id, its
+    /// node and the last problem; the owner evicts it. Runs on the request's thread: keep it short.
+    /// </summary>
+    public Action<string, string, string>? ReplicaMisbehaving { get; set; }
+
     /// <summary>Replicas in the set now.</summary>
     public int ReplicaCount => Volatile.Read(ref _replicas).Length;
 
@@ -202,7 +209,7 @@ public sealed class ReplicaRouter<TRequest, TResponse>
         for (var i = 0; i < set.Length; i++)
         {
             var replica = set[i];
-            loads[i] = new ReplicaLoad(replica.Id, replica.NodeId, Volatile.Read(ref replica.Outstanding), replica.Cap, replica.IsHealthy(now));
+            loads[i] = new ReplicaLoad(replica.Id, replica.NodeId, Volatile.Read(ref replica.Outstanding), replica.Cap, replica.IsHealthy(now), Interlocked.Read(ref replica.Served));
         }
 
         return loads;
@@ -311,18 +318,23 @@ public sealed class ReplicaRouter<TRequest, TResponse>
             try
             {
                 var response = await replica.Replica.SendAsync(request, token);
-                replica.MarkHealthy();
+                replica.Answered();
                 return Finish(RouteOutcome.Success, attempts, response, replica: replica);
             }
             catch (ReplicaRejectedException rejection)
             {
                 // The model answered: the replica is alive, and the answer is the caller's to see.
-                replica.MarkHealthy();
+                replica.Answered();
                 return Finish(RouteOutcome.Rejected, attempts, error: rejection, replica: replica);
             }
             catch (ReplicaUnavailableException failure) when (!token.IsCancellationRequested)
             {
                 replica.MarkUnhealthy(Now() + _options.UnhealthyCooldown.Ticks);
+                if (failure.Malformed && replica.CountMalformed(_options.EvictAfterMalformedReplies))
+                {
+                    ReplicaMisbehaving?.Invoke(replica.Id, replica.NodeId, failure.Message);
+                }
+
                 InferenceLog.ReplicaUnavailable(_logger, Deployment, replica.Id, replica.NodeId, attempts, failure);
                 if (attempts >= _options.MaxAttempts)
                 {
@@ -663,12 +675,31 @@ public sealed class ReplicaRouter<TRequest, TResponse>
         public readonly string NodeId = replica.NodeId;
         public readonly int Cap = replica.MaxOngoingRequests;
         public int Outstanding;
+        public long Served;
         public volatile bool Removed;
         private long _unhealthyUntil;
+        private int _malformedInARow;
+        private int _misbehaving;
 
         public bool IsHealthy(long now) => Volatile.Read(ref _unhealthyUntil) <= now;
 
         public void MarkUnhealthy(long until) => Volatile.Write(ref _unhealthyUntil, until);
+
+        /// <summary>The replica answered (a success or the model's own rejection).</summary>
+        public void Answered()
+        {
+            Interlocked.Increment(ref Served);
+            if (Volatile.Read(ref _malformedInARow) != 0)
+            {
+                Volatile.Write(ref _malformedInARow, 0);
+            }
+
+            MarkHealthy();
+        }
+
+        /// <summary>Counts a malformed reply; true exactly once, when the count in a row reaches <paramref name="limit"/>.</summary>
+        public bool CountMalformed(int limit) =>
+            Interlocked.Increment(ref _malformedInARow) >= limit && Interlocked.Exchange(ref _misbehaving, 1) == 0;
 
         public void MarkHealthy()
         {

@@ -31,6 +31,13 @@ public sealed class ReplicaRouterOptions
     /// <summary>Ceiling of <see cref="RetryBackoff"/>'s doubling. Default 1 s.</summary>
     public TimeSpan MaxRetryBackoff { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Malformed replies in a row (<see cref="ReplicaUnavailableException.Malformed"/>) after which the
+    /// router reports a replica through <see cref="ReplicaRouter{TRequest, TResponse}.ReplicaMisbehaving"/>
+    /// so that its lease is evicted. Each such reply is retried elsewhere as it comes. Default 3.
+    /// </summary>
+    public int EvictAfterMalformedReplies { get; set; } = 3;
+
     /// <summary>Problems with the settings; empty when they are usable.</summary>
     public IReadOnlyList<string> Validate()
     {
@@ -38,6 +45,11 @@ public sealed class ReplicaRouterOptions
         if (MaxAttempts is < 1 or > 100)
         {
             errors.Add("MaxAttempts must be between 1 and 100");
+        }
+
+        if (EvictAfterMalformedReplies < 1)
+        {
+            errors.Add("EvictAfterMalformedReplies must be at least 1");
         }
 
         if (MaxQueuedRequests < 0)

@@ -16,6 +16,13 @@ public sealed class ReplicaUnavailableException : Exception
     {
     }
 
+    /// <summary>
+    /// True when the replica answered, but with something malformed (outputs that do not match the
+    /// model, a broken stream): the node misbehaves rather than being unreachable, and a replica that
+    /// keeps doing it is evicted (<see cref="ReplicaRouterOptions.EvictAfterMalformedReplies"/>).
+    /// </summary>
+    public bool Malformed { get; init; }
+
     public ReplicaUnavailableException(string message, Exception innerException)
         : base(message, innerException)
     {

@@ -63,4 +63,5 @@ public sealed record RouterStats
 /// <param name="Outstanding">Requests in flight on it.</param>
 /// <param name="MaxOngoingRequests">Its cap.</param>
 /// <param name="Healthy">False while it is passed over after a failed send.</param>
-public readonly record struct ReplicaLoad(string ReplicaId, string NodeId, int Outstanding, int MaxOngoingRequests, bool Healthy);
+/// <param name="Served">Requests it answered (the model's own rejections included) since it was added.</param>
+public readonly record struct ReplicaLoad(string ReplicaId, string NodeId, int Outstanding, int MaxOngoingRequests, bool Healthy, long Served = 0);

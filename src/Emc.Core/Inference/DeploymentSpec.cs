@@ -45,6 +45,9 @@ public sealed record DeploymentView
     /// <summary>"pending", "ready" (at least one replica serving), "degraded" (fewer than MIN), "stopped".</summary>
     public required string State { get; init; }
 
+    /// <summary>While fewer than MIN replicas serve: what the replicas wait for (the scheduler's reason, or a node loading the model).</summary>
+    public string? Reason { get; init; }
+
     /// <summary>The replica count the autoscaler wants now, between MIN and MAX.</summary>
     public int DesiredReplicas { get; init; }
 
@@ -53,5 +56,12 @@ public sealed record DeploymentView
     public DateTimeOffset CreatedAt { get; init; }
 }
 
-/// <summary>One replica: where it runs and how loaded it is.</summary>
-public sealed record ReplicaView(string Id, string NodeId, string State, int Outstanding, long Served);
+/// <summary>
+/// One replica: where it runs, how loaded it is and how many requests it answered. State "ready"
+/// (serving), "starting" (its node loads the model) or "queued" (no node has taken it; see <see cref="Reason"/>).
+/// </summary>
+public sealed record ReplicaView(string Id, string NodeId, string State, int Outstanding, long Served)
+{
+    /// <summary>Why a replica that is not ready waits.</summary>
+    public string? Reason { get; init; }
+}

@@ -38,6 +38,12 @@ public sealed record PlacementWeights
 
     public double Reputation { get; init; } = 1;
 
+    /// <summary>
+    /// Nodes running fewer tasks of the demand's <see cref="ResourceDemand.SpreadGroup"/> (1 / (1 + count)).
+    /// Higher than every other term together, so a deployment's replicas take distinct nodes while any is free.
+    /// </summary>
+    public double Spread { get; init; } = 8;
+
     /// <summary>Cheaper nodes first.</summary>
     public double Price { get; init; } = 0.5;
 }
@@ -76,7 +82,8 @@ public class SpreadPlacementPolicy(PlacementWeights? weights = null) : IPlacemen
             + (_weights.Load * LoadTerm(free))
             + (_weights.Locality * locality)
             + (_weights.Reputation * node.Reputation)
-            + (_weights.Price * price);
+            + (_weights.Price * price)
+            + (demand.SpreadGroup is { } group ? _weights.Spread / (1 + node.GroupCount(group)) : 0);
     }
 
     /// <summary>Maps the node's free fraction to the load term.</summary>

@@ -137,6 +137,11 @@ public static class JobSpecValidator
             errors.Add("demand.maxPrice must not be negative");
         }
 
+        if (demand.SpreadGroup is not null && !IsIdentifier(demand.SpreadGroup))
+        {
+            errors.Add($"demand.spreadGroup must be 1 to {MaxIdChars} characters of letters, digits, '.', '_', '-' or ':'");
+        }
+
         if (demand.Labels is null || demand.Labels.Count > MaxLabels
             || demand.Labels.Any(pair => !IsIdentifier(pair.Key) || pair.Value is null || pair.Value.Length > MaxIdChars || ContainsControl(pair.Value)))
         {

@@ -40,6 +40,13 @@ public sealed record ResourceDemand
     public bool Shared { get; init; }
 
     /// <summary>
+    /// Tasks naming the same group are spread over nodes: a node already running tasks of the group
+    /// scores lower (<see cref="PlacementWeights.Spread"/>), so a deployment's replicas land on distinct
+    /// nodes while there are any, and one lost node costs one replica. A preference, not a constraint.
+    /// </summary>
+    public string? SpreadGroup { get; init; }
+
+    /// <summary>
     /// A key equal for demands that fit exactly the same nodes. Tasks with the same key are blocked or
     /// unblocked together, which lets one scheduling pass skip them all at once.
     /// </summary>

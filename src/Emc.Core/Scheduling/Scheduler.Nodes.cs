@@ -239,6 +239,11 @@ public sealed partial class Scheduler
         }
 
         device.UsedMemoryBytes += demand.DeviceMemoryBytes;
+        if (demand.SpreadGroup is { } group)
+        {
+            node.CountGroup(group, +1);
+        }
+
         UpdateFree(node);
     }
 
@@ -256,6 +261,11 @@ public sealed partial class Scheduler
         }
 
         device.UsedMemoryBytes -= demand.DeviceMemoryBytes;
+        if (demand.SpreadGroup is { } group)
+        {
+            node.CountGroup(group, -1);
+        }
+
         UpdateFree(node);
     }
 

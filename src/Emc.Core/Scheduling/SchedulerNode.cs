@@ -85,6 +85,24 @@ public sealed class SchedulerNode
     internal long Version { get; set; }
 
     private HashSet<string> _cacheKeys = new(StringComparer.Ordinal);
+    private Dictionary<string, int>? _groups;
+
+    /// <summary>Tasks of a <see cref="ResourceDemand.SpreadGroup"/> placed on the node now.</summary>
+    public int GroupCount(string group) => _groups is not null && _groups.TryGetValue(group, out var count) ? count : 0;
+
+    internal void CountGroup(string group, int delta)
+    {
+        _groups ??= new Dictionary<string, int>(StringComparer.Ordinal);
+        var count = GroupCount(group) + delta;
+        if (count > 0)
+        {
+            _groups[group] = count;
+        }
+        else
+        {
+            _groups.Remove(group);
+        }
+    }
 
     internal bool HasFreeSlot => Schedulable && UsedSlots < TotalSlots;
 

@@ -147,6 +147,68 @@ public sealed class ServingNetworkTests
         Assert.Equal(OipErrorKind.NotFound, after.Kind);
     }
 
+    [Fact]
+    public async Task Deployments_OneNodeServesSeveralModelsAndAnUnfitDeploymentSaysWhatItWaitsFor()
+    {
+        await using var coordinator = await TestCoordinator.StartAsync();
+        await RegisterOnnxModelAsync(coordinator, "first");
+        await RegisterOnnxModelAsync(coordinator, "second");
+        await using var nodes = new ServingNodes(coordinator);
+        await nodes.StartAsync(1);
+
+        // Replicas share the node's device: one node holds both deployments at once.
+        foreach (var model in new[] { "first", "second" })
+        {
+            using var created = await coordinator.Http.PostAsJsonAsync("api/v1/deployments", new DeploymentSpec { Model = model }, EmcJson.Options);
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        }
+
+        var backend = coordinator.Host.Services.GetRequiredService<IInferenceBackend>();
+        var service = coordinator.Host.Services.GetRequiredService<DeploymentService>();
+        await WaitForAsync(() => service.GetRouter("first-v1")!.ReplicaCount == 1 && service.GetRouter("second-v1")!.ReplicaCount == 1, TimeSpan.FromSeconds(60), "both deployments ready");
+        foreach (var model in new[] { "first", "second" })
+        {
+            var response = await backend.InferAsync(model, null, Request(new float[Features], 1), Deadline(10), CancellationToken.None);
+            Assert.Equal([1L, Classes], Assert.Single(response.Outputs).Shape);
+        }
+
+        // A deployment no node can take stays pending and says why; its replica is queued.
+        using (var created = await coordinator.Http.PostAsJsonAsync("api/v1/deployments", new DeploymentSpec { Model = "first", Version = 1, Device = "cuda" }, EmcJson.Options))
+        {
+            Assert.Equal(HttpStatusCode.Conflict, created.StatusCode);
+        }
+
+        using (var deleted = await coordinator.Http.DeleteAsync("api/v1/deployments/second"))
+        {
+            Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
+        }
+
+        using (var created = await coordinator.Http.PostAsJsonAsync("api/v1/deployments", new DeploymentSpec { Model = "second", Device = "cuda" }, EmcJson.Options))
+        {
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        }
+
+        DeploymentView? pending = null;
+        await WaitForAsync(
+            () =>
+            {
+                pending = coordinator.Http.GetFromJsonAsync<DeploymentView>("api/v1/deployments/second-v1", EmcJson.Options).GetAwaiter().GetResult();
+                return pending?.Reason is not null;
+            },
+            TimeSpan.FromSeconds(30),
+            "the pending deployment's reason");
+        Assert.Equal("pending", pending!.State);
+        Assert.Equal("no node with a cuda device", pending.Reason);
+        var replica = Assert.Single(pending.Replicas);
+        Assert.Equal(("queued", "no node with a cuda device"), (replica.State, replica.Reason));
+
+        // The serving deployment says nothing of the kind, and counts what its replica answered.
+        var ready = (await coordinator.Http.GetFromJsonAsync<DeploymentView>("api/v1/deployments/first-v1", EmcJson.Options))!;
+        Assert.Equal("ready", ready.State);
+        Assert.Null(ready.Reason);
+        Assert.Equal(1, Assert.Single(ready.Replicas).Served);
+    }
+
     /// <summary>Registers a small ONNX MLP (6 features, 3 classes); <paramref name="declaredInput"/> is the input shape the registry declares.</summary>
     internal static async Task<byte[]> RegisterOnnxModelAsync(TestCoordinator coordinator, string name, long[]? declaredInput = null)
     {

@@ -113,7 +113,9 @@ public sealed class ServingRobustnessTests
     [Fact]
     public async Task Deployment_ReplicaOnAMisbehavingNode_ClientsGetOnlyRightAnswersAndAnOversizedReplyCostsOnlyThatNode()
     {
-        await using var coordinator = await TestCoordinator.StartAsync();
+        // Eviction after malformed replies is the next test's; here the rogue keeps its replica until its oversized reply.
+        await using var coordinator = await TestCoordinator.StartAsync(
+            services: s => s.AddSingleton(new DeploymentOptions { Router = { EvictAfterMalformedReplies = 1_000_000 } }));
         var onnx = await ServingNetworkTests.RegisterOnnxModelAsync(coordinator, "tiny");
         using var direct = OnnxSession.Load(onnx);
         using var key = NodeKey.Create();
@@ -162,7 +164,8 @@ public sealed class ServingRobustnessTests
         // A reply over the stream's message limit ends the rogue's session, and only that.
         rogue.Oversize = true;
         await WaitUntilAsync(() => rogue.Ended, TimeSpan.FromSeconds(60), "the rogue's stream to end");
-        await WaitUntilAsync(() => router.ReplicaCount == 1, TimeSpan.FromSeconds(30), "the rogue's replica to leave");
+        // Its replica leaves the router (and is placed again on the honest node, which has room for two).
+        await WaitUntilAsync(() => !router.GetReplicaLoads().Any(l => l.NodeId == key.Address.ToString()), TimeSpan.FromSeconds(30), "the rogue's replica to leave");
         var before = outcomes.Count;
         await WaitUntilAsync(() => outcomes.Count > before + 50, TimeSpan.FromSeconds(30), "requests after the rogue left");
         await stop.CancelAsync();
@@ -170,7 +173,57 @@ public sealed class ServingRobustnessTests
 
         var failures = outcomes.Where(o => o != "ok").ToList();
         Assert.True(failures.Count == 0, $"{failures.Count} of {outcomes.Count} requests failed: {string.Join("; ", failures.Distinct())}");
-        Assert.NotEqual(key.Address.ToString(), Assert.Single(router.GetReplicaLoads()).NodeId);
+        Assert.DoesNotContain(key.Address.ToString(), router.GetReplicaLoads().Select(l => l.NodeId));
+    }
+
+    [Fact]
+    public async Task Deployment_ReplicaAnsweringMalformedRepliesInARow_IsEvictedAndPlacedOnAnotherNode()
+    {
+        await using var coordinator = await TestCoordinator.StartAsync();
+        await ServingNetworkTests.RegisterOnnxModelAsync(coordinator, "tiny");
+        using var key = NodeKey.Create();
+        await using var rogue = await RogueNode.StartAsync(coordinator, key);
+        await using var nodes = new ServingNodes(coordinator);
+        await nodes.StartAsync(1);
+        using (var created = await coordinator.Http.PostAsJsonAsync(
+            "api/v1/deployments", new DeploymentSpec { Model = "tiny", MinReplicas = 2, MaxReplicas = 2 }, EmcJson.Options))
+        {
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        }
+
+        var service = coordinator.Host.Services.GetRequiredService<DeploymentService>();
+        var router = service.GetRouter("tiny-v1")!;
+        await WaitUntilAsync(() => router.ReplicaCount == 2, TimeSpan.FromSeconds(60), "two replicas");
+        var rogueId = key.Address.ToString();
+        Assert.Contains(rogueId, router.GetReplicaLoads().Select(l => l.NodeId));
+        var backend = coordinator.Host.Services.GetRequiredService<IInferenceBackend>();
+
+        // Requests go on while the rogue answers wrongly; each of its replies is retried on the honest replica.
+        var failures = new List<string>();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (rogue.Revoked == 0 && DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                var response = await backend.InferAsync(
+                    "tiny", null, new InferRequest { Inputs = [InferTensor.Create<float>("input", [1, Features], new float[Features])] }, DateTimeOffset.UtcNow.AddSeconds(20), CancellationToken.None);
+                Assert.Equal([1L, 3L], Assert.Single(response.Outputs).Shape);
+            }
+            catch (OipException ex)
+            {
+                failures.Add(ex.Message);
+            }
+        }
+
+        // Three malformed replies in a row cost the rogue its lease; the replica is placed again, not on the rogue.
+        Assert.Equal(1, rogue.Revoked);
+        Assert.Empty(failures);
+        Assert.Equal(3, rogue.Calls);
+        await WaitUntilAsync(() => router.ReplicaCount == 2, TimeSpan.FromSeconds(60), "the replacement replica");
+        Assert.DoesNotContain(rogueId, router.GetReplicaLoads().Select(l => l.NodeId));
+        var view = (await service.GetAsync("tiny-v1", CancellationToken.None))!;
+        Assert.Equal("ready", view.State);
+        Assert.All(view.Replicas, r => Assert.NotEqual(rogueId, r.NodeId));
     }
 
     [Fact]
@@ -228,10 +281,14 @@ public sealed class ServingRobustnessTests
         private Task _reader = Task.CompletedTask;
         private Task _heartbeats = Task.CompletedTask;
         private int _calls;
+        private int _revoked;
 
         private RogueNode(NodeConnection connection) => _connection = connection;
 
         public int Calls => Volatile.Read(ref _calls);
+
+        /// <summary>Leases the coordinator revoked.</summary>
+        public int Revoked => Volatile.Read(ref _revoked);
 
         public volatile bool Oversize;
 
@@ -271,6 +328,7 @@ public sealed class ServingRobustnessTests
                             break;
                         case CoordinatorMessage.BodyOneofCase.LeaseRevoke:
                             _leases.TryRemove(message.LeaseRevoke.LeaseId, out _);
+                            Interlocked.Increment(ref _revoked);
                             break;
                         case CoordinatorMessage.BodyOneofCase.InferCall:
                             var n = Interlocked.Increment(ref _calls);

@@ -158,6 +158,30 @@ public class PlacementTests
     }
 
     [Fact]
+    public void Schedule_SpreadGroup_PutsAGroupsTasksOnDistinctNodesBeforeDoublingUp()
+    {
+        var harness = new SchedulerHarness();
+        var fast = SchedulerHarness.NodeId(1);
+        var slow = SchedulerHarness.NodeId(2);
+        harness.Scheduler.UpsertNode(SchedulerHarness.Cpu(fast, gflops: 1000, cache: ["model"]));
+        harness.Scheduler.UpsertNode(SchedulerHarness.Cpu(slow, gflops: 10));
+        var replica = new ResourceDemand { Shared = true, CacheKeys = ["model"], SpreadGroup = "tiny-v1" };
+
+        // Speed and locality favour the fast node, but the group's second task goes to the other one; the third doubles up.
+        harness.Scheduler.Submit(SchedulerHarness.Job("deployments", 1, demand: replica));
+        Assert.Equal(fast, Assert.Single(harness.Schedule()).NodeId);
+        harness.Scheduler.Submit(SchedulerHarness.Job("deployments", 1, demand: replica));
+        Assert.Equal(slow, Assert.Single(harness.Schedule()).NodeId);
+        harness.Scheduler.Submit(SchedulerHarness.Job("deployments", 1, demand: replica));
+        Assert.Equal(fast, Assert.Single(harness.Schedule()).NodeId);
+
+        // Another group does not count against the nodes.
+        harness.Scheduler.Submit(SchedulerHarness.Job("deployments", 1, demand: replica with { SpreadGroup = "other-v1" }));
+        Assert.Equal(fast, Assert.Single(harness.Schedule()).NodeId);
+        Assert.Equal(2, harness.Scheduler.GetNode(fast)!.GroupCount("tiny-v1"));
+    }
+
+    [Fact]
     public void Submit_SharedGang_IsRefused()
     {
         var harness = new SchedulerHarness();
