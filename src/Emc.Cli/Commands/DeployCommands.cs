@@ -48,7 +48,7 @@ internal static class DeployCommands
                 MaxBatch = result.GetValue(maxBatch),
                 MaxDelayMicroseconds = result.GetValue(maxDelay),
                 Device = result.GetValue(device)!,
-                MaxOngoingPerReplica = result.GetValue(maxOngoing) is var ongoing and not 0 ? ongoing : Math.Max(8, 2 * result.GetValue(maxBatch)),
+                MaxOngoingPerReplica = result.GetValue(maxOngoing) is var ongoing and not 0 ? ongoing : null,
             };
             return await ApiCalls.CallAsync("model deploy", async () =>
             {

@@ -333,9 +333,9 @@ internal static class InferenceBenchmark
                         MaxReplicas = 1,
                         MaxBatch = maxBatch,
                         MaxDelayMicroseconds = delay,
-                        MaxOngoingPerReplica = Math.Max(8, 2 * maxBatch),
+                        MaxOngoingPerReplica = DeploymentSpec.DefaultMaxOngoing(maxBatch),
                     };
-                    progress.WriteLine($"    deploying: max-batch {maxBatch}, delay {delay} µs, {spec.MaxOngoingPerReplica} in flight per replica ...");
+                    progress.WriteLine($"    deploying: max-batch {maxBatch}, delay {delay} µs, {spec.EffectiveMaxOngoing} in flight per replica ...");
                     var id = await DeployAsync(api, spec, network, cancellationToken);
                     await load.CheckAsync(target, reference, label, cancellationToken);
                     var latency = await load.OpenLoopAsync(label, target, settings.Rate, settings.Warmup, settings.LatencyDuration, pids, cancellationToken);

@@ -670,7 +670,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         job.ReplicaId = replicaId;
         job.NodeId = nodeId;
         job.Attempt = attempt;
-        deployment.Router.AddReplica(new NodeReplica(replicaId, nodeId, Math.Max(1, deployment.Record.Spec.MaxOngoingPerReplica), _hub));
+        deployment.Router.AddReplica(new NodeReplica(replicaId, nodeId, Math.Max(1, deployment.Record.Spec.EffectiveMaxOngoing), _hub));
     }
 
     /// <summary>

@@ -25,8 +25,17 @@ public sealed record DeploymentSpec
     /// <summary>Requests a replica queues before it answers "overloaded".</summary>
     public int MaxQueue { get; init; } = 256;
 
-    /// <summary>Requests the router keeps in flight on one replica.</summary>
-    public int MaxOngoingPerReplica { get; init; } = 8;
+    /// <summary>
+    /// Requests the router keeps in flight on one replica; null takes <see cref="DefaultMaxOngoing"/>,
+    /// enough to fill two of the replica's batches.
+    /// </summary>
+    public int? MaxOngoingPerReplica { get; init; }
+
+    /// <summary>The in-flight cap per replica in force: <see cref="MaxOngoingPerReplica"/>, or max(8, 2 × <see cref="MaxBatch"/>).</summary>
+    public int EffectiveMaxOngoing => MaxOngoingPerReplica ?? DefaultMaxOngoing(MaxBatch);
+
+    /// <summary>The default in-flight cap for a replica batching up to <paramref name="maxBatch"/> rows: max(8, 2 × batch), so one batch fills while another runs.</summary>
+    public static int DefaultMaxOngoing(int maxBatch) => Math.Max(8, 2 * Math.Clamp(maxBatch, 1, 5_000));
 
     /// <summary>"cpu" or "cuda": the device kind the replicas need.</summary>
     public string Device { get; init; } = "cpu";
