@@ -167,9 +167,42 @@ public sealed class ServingTests
     }
 
     [Fact]
+    public async Task Deployment_CoordinatorKilledAndRestarted_ItsReplicasAreAdoptedAndServeWithoutLoadingAgain()
+    {
+        await using var network = await EmcNetwork.StartAsync(nodeCount: 2);
+        await Task.WhenAll(Enumerable.Range(0, 2).Select(network.WaitForNodeAsync));
+        await CliAsync(network, "model", "push", Path.Combine(Fixtures, "tiny_mlp.onnx"), "--name", "tiny");
+        await CliAsync(network, "model", "deploy", "tiny", "--replicas", "2..2");
+        var before = await WaitForReadyAsync(network, "tiny", 2, TimeSpan.FromSeconds(90), _ => true);
+        using var onnx = new InferenceSession(Path.Combine(Fixtures, "tiny_mlp.onnx"));
+        using var http = new HttpClient { BaseAddress = network.ApiUrl, Timeout = Timeout.InfiniteTimeSpan };
+        Assert.Equal(OutcomeKind.Ok, (await CallAsync(http, onnx, new Random(1))).Kind);
+
+        network.Coordinator.KillHard();
+        await network.Coordinator.WaitForExitAsync(TimeSpan.FromSeconds(10));
+        await network.StartCoordinatorAsync();
+
+        // The nodes reconnect with their leases; the same two replicas serve again, and no node loaded the model twice.
+        var after = await WaitForReadyAsync(network, "tiny", 2, TimeSpan.FromSeconds(90), _ => true);
+        Assert.Equal(before.Replicas.Select(r => r.Id).Order(), after.Replicas.Select(r => r.Id).Order());
+        Assert.Equal(before.Replicas.Select(r => r.NodeId).Order(), after.Replicas.Select(r => r.NodeId).Order());
+        var random = new Random(2);
+        for (var i = 0; i < 20; i++)
+        {
+            var outcome = await CallAsync(http, onnx, random);
+            Assert.True(outcome.Kind == OutcomeKind.Ok, outcome.Detail);
+        }
+
+        var loads = network.Nodes.Sum(node => node!.Output.Split('\n').Count(line => line.Contains("is ready.", StringComparison.Ordinal) && line.Contains("Replica ", StringComparison.Ordinal)));
+        Assert.Equal(2, loads);
+        var jobs = await network.Api.GetJobsAsync(null, "deployments", 100, CancellationToken.None);
+        Assert.Equal(2, jobs.Count(job => job.State is Core.Scheduling.JobState.Queued or Core.Scheduling.JobState.Running));
+    }
+
+    [Fact]
     public async Task Cli_PushDeployInferUndeployRemove_AnswersEqualOnnxRuntimeAndPyTorch_AndBadInputChangesNothing()
     {
-        // A replica holds its node's one task slot per device: one node for each of the two deployments.
+        // Two nodes for two deployments; replicas share a node's device, so either may hold both.
         await using var network = await EmcNetwork.StartAsync(nodeCount: 2);
         var onnxFile = Path.Combine(Fixtures, "tiny_mlp.onnx");
         var scriptFile = Path.Combine(Fixtures, "tiny_mlp.pt");

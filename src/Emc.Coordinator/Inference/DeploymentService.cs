@@ -382,14 +382,25 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             },
             cancellationToken);
 
+    /// <summary>
+    /// Loads the stored deployments and adopts the replica jobs a previous run left: a replica still
+    /// leased on its node goes on serving once the node, reconnected, says it is ready again — nothing is
+    /// loaded twice. Replica jobs of deployments that are gone are cancelled.
+    /// </summary>
     private async Task RestoreAsync(CancellationToken cancellationToken)
     {
-        // Replica jobs of a previous run are not adopted: their replicas are placed afresh.
+        var left = new Dictionary<string, List<JobView>>(StringComparer.Ordinal);
         foreach (var job in await _scheduler.ListJobsAsync(null, Account, 10_000, cancellationToken))
         {
             if (!job.State.IsTerminal() && job.Name.StartsWith(JobPrefix, StringComparison.Ordinal))
             {
-                await _scheduler.CancelAsync(job.Id, "the coordinator restarted; the replica is placed again", cancellationToken);
+                var id = job.Name[JobPrefix.Length..];
+                if (!left.TryGetValue(id, out var jobs))
+                {
+                    left[id] = jobs = [];
+                }
+
+                jobs.Add(job);
             }
         }
 
@@ -402,11 +413,17 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
                 continue;
             }
 
-            await Activate(record, JsonSerializer.Deserialize<ModelDescriptor>(row.DescriptorJson, EmcJson.Options)!);
+            left.Remove(record.Id, out var adopted);
+            await Activate(record, JsonSerializer.Deserialize<ModelDescriptor>(row.DescriptorJson, EmcJson.Options)!, adopted);
+        }
+
+        foreach (var job in left.Values.SelectMany(jobs => jobs))
+        {
+            await _scheduler.CancelAsync(job.Id, "its deployment no longer exists", cancellationToken);
         }
     }
 
-    private async Task Activate(DeploymentRecord record, ModelDescriptor descriptor)
+    private async Task Activate(DeploymentRecord record, ModelDescriptor descriptor, List<JobView>? adopted = null)
     {
         var spec = record.Spec;
         var deployment = new Deployment(
@@ -429,6 +446,24 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         _deployments[record.Id] = deployment;
         PublishByModel();
         Log.Deployed(_logger, record.Id, spec.Model, record.Version, spec.MinReplicas, spec.MaxReplicas);
+        if (adopted is { Count: > 0 })
+        {
+            // The scale the previous run had reached, within MIN..MAX.
+            deployment.Desired = Math.Clamp(adopted.Count, Math.Max(1, spec.MinReplicas), Math.Max(1, spec.MaxReplicas));
+            foreach (var view in adopted.OrderBy(v => v.Id, StringComparer.Ordinal))
+            {
+                var job = new ReplicaJob(view.Id, view.Id + ".0", ++deployment.Submitted);
+                deployment.Jobs.Add(job);
+                _byTask[job.TaskId] = (deployment, job);
+                if (_earlyReady.Remove(job.TaskId, out var early))
+                {
+                    await ReadyAsync(early.NodeId, early.ReplicaId, CancellationToken.None);
+                }
+            }
+
+            Log.Adopted(_logger, record.Id, adopted.Count);
+        }
+
         await ReconcileAsync(deployment, CancellationToken.None);
     }
 
@@ -922,6 +957,9 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
 
         [LoggerMessage(EventId = 2415, Level = LogLevel.Warning, Message = "Replica {ReplicaId} reported ready by node {NodeId}, which does not hold its lease; ignored.")]
         public static partial void ReadyIgnored(ILogger logger, string replicaId, string nodeId);
+
+        [LoggerMessage(EventId = 2431, Level = LogLevel.Information, Message = "Deployment {Id}: adopted {Count} replica job(s) of the previous run.")]
+        public static partial void Adopted(ILogger logger, string id, int count);
 
         [LoggerMessage(EventId = 2430, Level = LogLevel.Warning, Message = "Deployment {Id}: evicting replica {ReplicaId} on node {NodeId}, which keeps answering with malformed replies: {Problem}.")]
         public static partial void ReplicaEvicted(ILogger logger, string id, string replicaId, string nodeId, string problem);
