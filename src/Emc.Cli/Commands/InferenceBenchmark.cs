@@ -359,7 +359,7 @@ internal static class InferenceBenchmark
                 CpuModel(),
                 Environment.ProcessorCount,
                 modelLabel,
-                $"{input.InputName} {input.Datatype} [{string.Join(", ", input.Shape)}]",
+                $"{input.Input.Name} {input.Input.Datatype.ToWireName()} [{string.Join(", ", input.Input.Shape)}]",
                 input.Body.Length,
                 settings.BinaryInputs ? "binary tensor data" : "JSON",
                 settings.Nodes,
@@ -406,8 +406,8 @@ internal static class InferenceBenchmark
         byte[] model, Workload input, InferenceBenchSettings settings, CancellationToken cancellationToken)
     {
         using var session = OnnxSession.Load(model, new OnnxSessionOptions { IntraOpThreads = settings.Threads });
-        var one = new Dictionary<string, InferenceTensor>(StringComparer.Ordinal) { [input.InputName] = new InferenceTensor(input.Datatype, input.Shape, input.Data) };
-        var reference = MemoryMarshal.Cast<byte, float>(session.Run(one, null, cancellationToken).Values.First().Data.Span).ToArray();
+        InferTensor[] one = [input.Input];
+        var reference = session.Run(one, null, cancellationToken)[0].ToFloatArray();
         for (var i = 0; i < 200; i++)
         {
             session.Run(one, null, cancellationToken);
@@ -429,14 +429,15 @@ internal static class InferenceBenchmark
         var latency = Summarise("(a) ONNX Runtime in-process", ticks, ticks.Length, 0, seconds, cpuPercent, 0);
 
         // Batches of max-batch rows: what ONNX Runtime alone does with the rows a batcher would gather.
-        long[] batchShape = [settings.MaxBatch, .. input.Shape.Skip(1)];
-        var batchData = new byte[input.Data.Length * settings.MaxBatch];
+        var row = input.Input.Data;
+        long[] batchShape = [settings.MaxBatch, .. input.Input.Shape.Skip(1)];
+        var batchData = new byte[row.Length * settings.MaxBatch];
         for (var r = 0; r < settings.MaxBatch; r++)
         {
-            input.Data.CopyTo(batchData.AsMemory(r * input.Data.Length));
+            row.CopyTo(batchData.AsMemory(r * row.Length));
         }
 
-        var batch = new Dictionary<string, InferenceTensor>(StringComparer.Ordinal) { [input.InputName] = new InferenceTensor(input.Datatype, batchShape, batchData) };
+        InferTensor[] batch = [InferTensor.FromRaw(input.Input.Name, input.Input.Datatype, batchShape, batchData)];
         for (var i = 0; i < 50; i++)
         {
             session.Run(batch, null, cancellationToken);
@@ -588,23 +589,15 @@ internal static class InferenceBenchmark
 /// <summary>The one request every target gets: the model's input filled with fixed pseudo-random values, serialised once.</summary>
 internal sealed class Workload
 {
-    private Workload(string inputName, string datatype, long[] shape, byte[] data, byte[] body, long? headerLength)
+    private Workload(InferTensor input, byte[] body, long? headerLength)
     {
-        InputName = inputName;
-        Datatype = datatype;
-        Shape = shape;
-        Data = data;
+        Input = input;
         Body = body;
         HeaderLength = headerLength;
     }
 
-    public string InputName { get; }
-
-    public string Datatype { get; }
-
-    public long[] Shape { get; }
-
-    public byte[] Data { get; }
+    /// <summary>The model's one input, batch 1.</summary>
+    public InferTensor Input { get; }
 
     /// <summary>The request body, serialised once.</summary>
     public byte[] Body { get; }
@@ -615,7 +608,7 @@ internal sealed class Workload
     public static Workload Create(byte[] model, bool binary)
     {
         var info = OnnxModelInfo.Read(model);
-        if (info.Inputs is not [var only] || only.Datatype != "FP32")
+        if (info.Inputs is not [var only] || only.Datatype != TensorDatatype.Fp32)
         {
             throw new NotSupportedException("the benchmark takes models with exactly one FP32 input");
         }
@@ -633,10 +626,11 @@ internal sealed class Workload
             values[i] = (state & 0xFFFF) / 65536f;
         }
 
-        var request = new InferRequest { Inputs = [InferTensor.FromFloats(only.Name, shape, values)] };
+        var input = InferTensor.FromFloats(only.Name, shape, values);
+        var request = new InferRequest { Inputs = [input] };
         var buffer = new ArrayBufferWriter<byte>();
         var headerLength = OipCodec.WriteRequest(request, buffer, binary);
-        return new Workload(only.Name, only.Datatype, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray(), buffer.WrittenSpan.ToArray(), headerLength);
+        return new Workload(input, buffer.WrittenSpan.ToArray(), headerLength);
     }
 }
 
@@ -907,8 +901,8 @@ internal static class OnnxReferenceServer
             Name = name,
             Versions = ["1"],
             Platform = "onnx_onnxv1",
-            Inputs = [.. session.Info.Inputs.Select(i => new TensorMetadata(i.Name, TensorDatatypes.Parse(i.Datatype), [.. i.Shape]))],
-            Outputs = [.. session.Info.Outputs.Select(o => new TensorMetadata(o.Name, TensorDatatypes.Parse(o.Datatype), [.. o.Shape]))],
+            Inputs = [.. session.Info.Inputs.Select(Describe)],
+            Outputs = [.. session.Info.Outputs.Select(Describe)],
         };
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
@@ -926,6 +920,9 @@ internal static class OnnxReferenceServer
         await app.RunAsync();
     }
 
+    private static TensorMetadata Describe(OnnxTensorInfo tensor) =>
+        new(tensor.Name, tensor.Datatype ?? throw new NotSupportedException($"'{tensor.Name}' is {tensor.TypeName}, which the Open Inference Protocol cannot carry"), [.. tensor.Shape]);
+
     private static async Task InferAsync(HttpContext context, OnnxSession session, ModelMetadata metadata)
     {
         byte[]? body = null;
@@ -941,32 +938,15 @@ internal static class OnnxReferenceServer
             (body, length) = await ReadBodyAsync(context);
             var request = OipCodec.ReadRequest(body.AsMemory(0, length), headerLength);
             OipValidator.EnsureValid(request, metadata);
-            var inputs = new Dictionary<string, InferenceTensor>(request.Inputs.Count, StringComparer.Ordinal);
-            foreach (var input in request.Inputs)
-            {
-                if (input.Datatype == TensorDatatype.Bytes)
-                {
-                    throw new OipException(OipErrorKind.BadRequest, "the reference server takes fixed-size tensors only");
-                }
-
-                inputs[input.Name] = new InferenceTensor(input.Datatype.ToWireName(), input.Shape, input.Data);
-            }
-
             string[]? names = request.Outputs.Count == 0 ? null : [.. request.Outputs.Select(o => o.Name)];
-            IReadOnlyDictionary<string, InferenceTensor> results;
+            IReadOnlyList<InferTensor> outputs;
             try
             {
-                results = session.Run(inputs, names, context.RequestAborted);
+                outputs = session.Run(request.Inputs, names, context.RequestAborted);
             }
             catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
             {
                 throw new OipException(OipErrorKind.BadRequest, ex.Message, ex);
-            }
-
-            var outputs = new List<InferTensor>(results.Count);
-            foreach (var (outputName, tensor) in results)
-            {
-                outputs.Add(InferTensor.FromRaw(outputName, TensorDatatypes.Parse(tensor.Datatype), [.. tensor.Shape], tensor.Data));
             }
 
             var response = new InferResponse { ModelName = metadata.Name, ModelVersion = "1", Id = request.Id, Outputs = outputs };

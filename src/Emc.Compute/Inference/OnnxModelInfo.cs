@@ -160,7 +160,9 @@ public sealed partial class OnnxModelInfo
             {
                 var value = metadata[name];
                 long[] shape = value.IsTensor ? [.. value.Dimensions.Select(d => d < 0 ? -1L : d)] : [];
-                return new OnnxTensorInfo(name, OnnxDatatypes.Describe(value), shape);
+                return value.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR && OnnxDatatypes.TryGetDatatype(value.ElementDataType, out var datatype)
+                    ? new OnnxTensorInfo(name, datatype, shape)
+                    : new OnnxTensorInfo(name, null, shape) { TypeName = TypeName(value) };
             })];
 
         var metadata = proto.MetadataProps
@@ -177,6 +179,17 @@ public sealed partial class OnnxModelInfo
     }
 
     private static string RuntimeVersion => OrtEnv.Instance().GetVersionString();
+
+    /// <summary>What ONNX calls a value that has no protocol datatype.</summary>
+    private static string TypeName(NodeMetadata metadata) => metadata.OnnxValueType switch
+    {
+        OnnxValueType.ONNX_TYPE_TENSOR => $"ONNX_{metadata.ElementDataType.ToString().ToUpperInvariant()}",
+        OnnxValueType.ONNX_TYPE_SEQUENCE => "SEQUENCE",
+        OnnxValueType.ONNX_TYPE_MAP => "MAP",
+        OnnxValueType.ONNX_TYPE_OPTIONAL => "OPTIONAL",
+        OnnxValueType.ONNX_TYPE_SPARSETENSOR => "SPARSE_TENSOR",
+        _ => metadata.OnnxValueType.ToString().ToUpperInvariant(),
+    };
 
     private static bool IsTruncation(InvalidProtocolBufferException ex) =>
         ex.Message.Contains("ended unexpectedly", StringComparison.OrdinalIgnoreCase)

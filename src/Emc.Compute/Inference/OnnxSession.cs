@@ -1,14 +1,14 @@
 using System.Buffers;
-using System.Buffers.Binary;
+using Emc.Core.Inference;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace Emc.Compute.Inference;
 
 /// <summary>
-/// One ONNX model loaded into ONNX Runtime, run a batch at a time on tensors in the Open
-/// Inference Protocol's form (<see cref="InferenceTensor"/>). Inputs are handed to ONNX Runtime
-/// in place (pinned, not copied); each output is copied once, out of ONNX Runtime's buffer.
+/// One ONNX model loaded into ONNX Runtime, run a batch at a time on the Open Inference Protocol's
+/// tensors (<see cref="InferTensor"/>). Fixed-size inputs are handed to ONNX Runtime in place (pinned,
+/// not copied); each output is copied once, out of ONNX Runtime's buffer.
 /// </summary>
 /// <remarks>
 /// Thread-safe: <see cref="Run"/> may be called concurrently, as ONNX Runtime allows. The owner
@@ -87,18 +87,20 @@ public sealed class OnnxSession : IDisposable
     }
 
     /// <summary>
-    /// Runs one batch: every input of <see cref="OnnxModelInfo.Inputs"/> by name, and returns the
-    /// outputs named in <paramref name="outputs"/> (all of them when null), each with the datatype
-    /// and shape ONNX Runtime produced.
+    /// Runs one batch: every input of <see cref="OnnxModelInfo.Inputs"/>, matched by name, and returns
+    /// the outputs named in <paramref name="outputs"/> (all of them when null) in that order, each
+    /// once, with the datatype and shape ONNX Runtime produced.
     /// </summary>
     /// <exception cref="ArgumentException">
-    /// An input is missing or unknown, its datatype or shape does not fit the model, its byte
-    /// count does not fit its shape, or an output name is unknown; the message says which.
+    /// An input is missing, unknown or given twice, its datatype or shape does not fit the model, or an
+    /// output name is unknown; the message says which.
     /// </exception>
-    /// <exception cref="InvalidOperationException">ONNX Runtime failed while running the model.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// ONNX Runtime failed while running the model, or produced an output the protocol cannot carry.
+    /// </exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled during the run.</exception>
-    public IReadOnlyDictionary<string, InferenceTensor> Run(
-        IReadOnlyDictionary<string, InferenceTensor> inputs,
+    public IReadOnlyList<InferTensor> Run(
+        IReadOnlyList<InferTensor> inputs,
         IReadOnlyCollection<string>? outputs = null,
         CancellationToken cancellationToken = default)
     {
@@ -113,10 +115,10 @@ public sealed class OnnxSession : IDisposable
         var pins = new List<MemoryHandle>(inputs.Count);
         try
         {
-            foreach (var (name, tensor) in inputs)
+            foreach (var tensor in inputs)
             {
-                names.Add(name);
-                values.Add(ToOrtValue(name, tensor, pins));
+                names.Add(tensor.Name);
+                values.Add(ToOrtValue(tensor, pins));
             }
 
             return RunSession(names, values, outputNames, cancellationToken);
@@ -139,7 +141,7 @@ public sealed class OnnxSession : IDisposable
         _session.Dispose();
     }
 
-    private Dictionary<string, InferenceTensor> RunSession(List<string> names, List<OrtValue> values, List<string> outputNames, CancellationToken cancellationToken)
+    private InferTensor[] RunSession(List<string> names, List<OrtValue> values, List<string> outputNames, CancellationToken cancellationToken)
     {
         using var runOptions = new RunOptions();
         using var cancel = cancellationToken.Register(() => runOptions.Terminate = true);
@@ -159,12 +161,12 @@ public sealed class OnnxSession : IDisposable
 
         using (results)
         {
-            var answer = new Dictionary<string, InferenceTensor>(outputNames.Count, StringComparer.Ordinal);
+            var answer = new InferTensor[outputNames.Count];
             var i = 0;
             foreach (var value in results)
             {
-                var name = outputNames[i++];
-                answer[name] = FromOrtValue(name, value);
+                answer[i] = FromOrtValue(outputNames[i], value);
+                i++;
             }
 
             return answer;
@@ -192,24 +194,31 @@ public sealed class OnnxSession : IDisposable
         }
     }
 
-    private void CheckInputs(IReadOnlyDictionary<string, InferenceTensor> inputs)
+    private void CheckInputs(IReadOnlyList<InferTensor> inputs)
     {
-        foreach (var (name, tensor) in inputs)
+        for (var t = 0; t < inputs.Count; t++)
         {
+            var tensor = inputs[t];
+            ArgumentNullException.ThrowIfNull(tensor, nameof(inputs));
+            var name = tensor.Name;
             if (!_inputs.TryGetValue(name, out var expected))
             {
                 throw new ArgumentException($"the model has no input '{name}'; its inputs are {Names(Info.Inputs)}", nameof(inputs));
             }
 
-            ArgumentNullException.ThrowIfNull(tensor, nameof(inputs));
-            if (!string.Equals(tensor.Datatype, expected.Datatype, StringComparison.Ordinal))
+            if (IndexOf(inputs, name, t) >= 0)
             {
-                throw new ArgumentException($"input '{name}' is {expected.Datatype}, not {tensor.Datatype}", nameof(inputs));
+                throw new ArgumentException($"input '{name}' is given more than once", nameof(inputs));
+            }
+
+            if (tensor.Datatype != expected.Datatype)
+            {
+                throw new ArgumentException($"input '{name}' is {expected.TypeName}, not {tensor.Datatype.ToWireName()}", nameof(inputs));
             }
 
             var shape = tensor.Shape;
             if (shape.Count != expected.Shape.Count
-                || shape.Where((d, i) => d < 0 || (expected.Shape[i] >= 0 && expected.Shape[i] != d)).Any())
+                || shape.Where((d, i) => expected.Shape[i] >= 0 && expected.Shape[i] != d).Any())
             {
                 throw new ArgumentException(
                     $"input '{name}' has shape [{string.Join(", ", shape)}]; the model takes [{string.Join(", ", expected.Shape)}] (-1: any size)",
@@ -217,7 +226,7 @@ public sealed class OnnxSession : IDisposable
             }
         }
 
-        var missing = Info.Inputs.Where(i => !inputs.ContainsKey(i.Name)).Select(i => i.Name).ToList();
+        var missing = Info.Inputs.Where(i => IndexOf(inputs, i.Name, inputs.Count) < 0).Select(i => i.Name).ToList();
         if (missing.Count > 0)
         {
             throw new ArgumentException($"missing input{(missing.Count > 1 ? "s" : "")} {string.Join(", ", missing.Select(m => $"'{m}'"))}", nameof(inputs));
@@ -244,44 +253,37 @@ public sealed class OnnxSession : IDisposable
 
     private static string Names(IReadOnlyList<OnnxTensorInfo> values) => string.Join(", ", values.Select(v => $"'{v.Name}'"));
 
-    private static long ElementCount(IReadOnlyList<long> shape, string name)
+    /// <summary>Where the first of <paramref name="count"/> tensors named <paramref name="name"/> is; -1 when none is.</summary>
+    private static int IndexOf(IReadOnlyList<InferTensor> tensors, string name, int count)
     {
-        long count = 1;
-        foreach (var d in shape)
+        for (var i = 0; i < count; i++)
         {
-            count = checked(count * d);
+            if (string.Equals(tensors[i].Name, name, StringComparison.Ordinal))
+            {
+                return i;
+            }
         }
 
-        return count > int.MaxValue
-            ? throw new ArgumentException($"input '{name}' has {count} elements, more than one tensor may hold", nameof(shape))
-            : count;
+        return -1;
     }
 
-    private static unsafe OrtValue ToOrtValue(string name, InferenceTensor tensor, List<MemoryHandle> pins)
+    private static unsafe OrtValue ToOrtValue(InferTensor tensor, List<MemoryHandle> pins)
     {
         var type = OnnxDatatypes.ToElementType(tensor.Datatype);
         long[] shape = [.. tensor.Shape];
-        var count = ElementCount(shape, name);
-        if (type == TensorElementType.String)
+        if (tensor.Datatype == TensorDatatype.Bytes)
         {
-            return ToStringValue(name, tensor.Data.Span, shape, (int)count);
+            return ToStringValue(tensor.Elements, shape);
         }
 
-        var bytes = count * OnnxDatatypes.ElementSize(tensor.Datatype);
-        if (tensor.Data.Length != bytes)
-        {
-            throw new ArgumentException(
-                $"input '{name}' ({tensor.Datatype} [{string.Join(", ", shape)}]) needs {bytes} bytes, not {tensor.Data.Length}", nameof(tensor));
-        }
-
-        if (bytes == 0)
+        if (tensor.Data.IsEmpty)
         {
             return OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, shape);
         }
 
         var data = tensor.Data;
         var pin = data.Pin();
-        if ((nint)pin.Pointer % OnnxDatatypes.ElementSize(tensor.Datatype) != 0)
+        if ((nint)pin.Pointer % tensor.Datatype.ElementSize() != 0)
         {
             // A slice at an odd offset of a larger buffer: kernels may assume aligned elements.
             pin.Dispose();
@@ -290,36 +292,17 @@ public sealed class OnnxSession : IDisposable
         }
 
         pins.Add(pin);
-        return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, type, shape, (nint)pin.Pointer, bytes);
+        return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, type, shape, (nint)pin.Pointer, data.Length);
     }
 
-    private static OrtValue ToStringValue(string name, ReadOnlySpan<byte> data, long[] shape, int count)
+    private static OrtValue ToStringValue(IReadOnlyList<ReadOnlyMemory<byte>> elements, long[] shape)
     {
         var value = OrtValue.CreateTensorWithEmptyStrings(OrtAllocator.DefaultInstance, shape);
         try
         {
-            var offset = 0;
-            for (var i = 0; i < count; i++)
+            for (var i = 0; i < elements.Count; i++)
             {
-                if (data.Length - offset < 4)
-                {
-                    throw new ArgumentException($"input '{name}' (BYTES) ends before element {i} of {count}", nameof(data));
-                }
-
-                var length = BinaryPrimitives.ReadUInt32LittleEndian(data[offset..]);
-                offset += 4;
-                if (length > (uint)(data.Length - offset))
-                {
-                    throw new ArgumentException($"input '{name}' (BYTES) element {i} claims {length} bytes; {data.Length - offset} are left", nameof(data));
-                }
-
-                value.StringTensorSetElementAt(data.Slice(offset, (int)length), i);
-                offset += (int)length;
-            }
-
-            if (offset != data.Length)
-            {
-                throw new ArgumentException($"input '{name}' (BYTES) has {data.Length - offset} bytes after its {count} elements", nameof(data));
+                value.StringTensorSetElementAt(elements[i].Span, i);
             }
 
             return value;
@@ -331,7 +314,7 @@ public sealed class OnnxSession : IDisposable
         }
     }
 
-    private static InferenceTensor FromOrtValue(string name, OrtValue value)
+    private static InferTensor FromOrtValue(string name, OrtValue value)
     {
         if (!value.IsTensor)
         {
@@ -339,23 +322,35 @@ public sealed class OnnxSession : IDisposable
         }
 
         var typeAndShape = value.GetTensorTypeAndShape();
-        var datatype = OnnxDatatypes.FromElementType(typeAndShape.ElementDataType);
-        if (typeAndShape.ElementDataType != TensorElementType.String)
+        if (!OnnxDatatypes.TryGetDatatype(typeAndShape.ElementDataType, out var datatype))
         {
-            return new InferenceTensor(datatype, typeAndShape.Shape, value.GetTensorMutableRawData().ToArray());
+            throw new InvalidOperationException($"output '{name}' is a tensor of ONNX {typeAndShape.ElementDataType}, which the Open Inference Protocol cannot carry");
         }
 
+        if (datatype != TensorDatatype.Bytes)
+        {
+            return InferTensor.FromRaw(name, datatype, typeAndShape.Shape, value.GetTensorMutableRawData().ToArray());
+        }
+
+        // The elements' bytes are copied once, into one buffer that the elements then point into.
         var count = (int)typeAndShape.ElementCount;
-        using var buffer = new MemoryStream();
-        Span<byte> prefix = stackalloc byte[4];
+        var total = 0;
+        for (var i = 0; i < count; i++)
+        {
+            total = checked(total + value.GetStringElementAsSpan(i).Length);
+        }
+
+        var buffer = new byte[total];
+        var elements = new ReadOnlyMemory<byte>[count];
+        var offset = 0;
         for (var i = 0; i < count; i++)
         {
             var bytes = value.GetStringElementAsSpan(i);
-            BinaryPrimitives.WriteUInt32LittleEndian(prefix, (uint)bytes.Length);
-            buffer.Write(prefix);
-            buffer.Write(bytes);
+            bytes.CopyTo(buffer.AsSpan(offset));
+            elements[i] = buffer.AsMemory(offset, bytes.Length);
+            offset += bytes.Length;
         }
 
-        return new InferenceTensor(datatype, typeAndShape.Shape, buffer.ToArray());
+        return InferTensor.FromBytes(name, typeAndShape.Shape, elements);
     }
 }

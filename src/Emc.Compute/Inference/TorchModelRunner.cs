@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Emc.Compute.Training;
+using Emc.Core.Inference;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -33,7 +34,7 @@ public sealed class TorchModelRunner : IDisposable
     }
 
     /// <summary>The input's datatype: INT64 byte tokens [B, T] for a text model, FP32 [B, ...sample] otherwise.</summary>
-    public string InputDatatype => _model.IsText ? "INT64" : "FP32";
+    public TensorDatatype InputDatatype => _model.IsText ? TensorDatatype.Int64 : TensorDatatype.Fp32;
 
     /// <summary>The input's shape, -1 for the batch (and the sequence of a text model).</summary>
     public IReadOnlyList<long> InputShape => _model.IsText ? [-1, -1] : [-1, .. _model.SampleShape.Select(d => (long)d)];
@@ -41,15 +42,16 @@ public sealed class TorchModelRunner : IDisposable
     /// <summary>The logits' shape: [-1, classes], or [-1, -1, 256] for a text model.</summary>
     public IReadOnlyList<long> OutputShape => _model.IsText ? [-1, -1, Core.Training.ModelSpec.ByteVocabulary] : [-1, _model.Classes];
 
-    /// <summary>Runs one batch and returns the FP32 logits.</summary>
+    /// <summary>Runs one batch and returns the FP32 logits as the tensor <paramref name="outputName"/>.</summary>
     /// <exception cref="ArgumentException">The input's datatype or shape does not fit the model.</exception>
-    public Task<InferenceTensor> RunAsync(InferenceTensor input, CancellationToken cancellationToken)
+    public Task<InferTensor> RunAsync(InferTensor input, string outputName, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(input);
+        ArgumentException.ThrowIfNullOrEmpty(outputName);
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (input.Datatype != InputDatatype)
         {
-            throw new ArgumentException($"the model takes {InputDatatype} input, not {input.Datatype}");
+            throw new ArgumentException($"the model takes {InputDatatype.ToWireName()} input, not {input.Datatype.ToWireName()}");
         }
 
         var expected = InputShape;
@@ -58,7 +60,7 @@ public sealed class TorchModelRunner : IDisposable
             throw new ArgumentException($"the model takes input of shape [{string.Join(", ", expected)}], not [{string.Join(", ", input.Shape)}]");
         }
 
-        return _thread.RunAsync(() => Run(input), cancellationToken);
+        return _thread.RunAsync(() => Run(input, outputName), cancellationToken);
     }
 
     public void Dispose()
@@ -73,7 +75,7 @@ public sealed class TorchModelRunner : IDisposable
         _model.Dispose();
     }
 
-    private InferenceTensor Run(InferenceTensor input)
+    private InferTensor Run(InferTensor input, string outputName)
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
@@ -84,6 +86,6 @@ public sealed class TorchModelRunner : IDisposable
         var onDevice = cpu.to(_model.TorchDevice);
         var logits = _model.Forward(onDevice).to(ScalarType.Float32).cpu().contiguous();
         var values = logits.data<float>().ToArray();
-        return new InferenceTensor("FP32", logits.shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+        return InferTensor.FromRaw(outputName, TensorDatatype.Fp32, logits.shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
     }
 }

@@ -218,24 +218,8 @@ public static class InferenceWire
     public static InferTensorData ToWire(InferTensor tensor)
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        var data = new InferTensorData { Name = tensor.Name, Datatype = tensor.Datatype.ToWireName() };
+        var data = new InferTensorData { Name = tensor.Name, Datatype = tensor.Datatype.ToWireName(), Raw = UnsafeByteOperations.UnsafeWrap(tensor.ToBinary()) };
         data.Shape.Add(tensor.Shape);
-        if (tensor.Datatype != TensorDatatype.Bytes)
-        {
-            data.Raw = UnsafeByteOperations.UnsafeWrap(tensor.Data);
-            return data;
-        }
-
-        var buffer = new byte[tensor.BinaryByteCount];
-        var offset = 0;
-        foreach (var element in tensor.Elements)
-        {
-            BinaryPrimitives.WriteInt32LittleEndian(buffer.AsSpan(offset), element.Length);
-            element.Span.CopyTo(buffer.AsSpan(offset + 4));
-            offset += 4 + element.Length;
-        }
-
-        data.Raw = UnsafeByteOperations.UnsafeWrap(buffer);
         return data;
     }
 

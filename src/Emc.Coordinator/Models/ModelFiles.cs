@@ -128,13 +128,13 @@ internal static class ModelFiles
         var result = new List<TensorMetadata>(tensors.Count);
         foreach (var tensor in tensors)
         {
-            if (TensorDatatypes.TryParse(tensor.Datatype, out var datatype))
+            if (tensor.Datatype is { } datatype)
             {
                 result.Add(new TensorMetadata(tensor.Name, datatype, tensor.Shape));
             }
             else
             {
-                errors.Add($"the {side} '{tensor.Name}' is a {tensor.Datatype}; only tensors of the Open Inference Protocol's datatypes can be served");
+                errors.Add($"the {side} '{tensor.Name}' is a {tensor.TypeName}; only tensors of the Open Inference Protocol's datatypes can be served");
             }
         }
 

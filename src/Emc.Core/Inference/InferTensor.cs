@@ -176,6 +176,53 @@ public sealed class InferTensor
         return new InferTensor(name, TensorDatatype.Bytes, shape.ToArray(), count, ReadOnlyMemory<byte>.Empty, list, parameters);
     }
 
+    /// <summary>
+    /// A BYTES tensor over elements in the binary layout (each a 4-byte little-endian length, then its
+    /// bytes), as the binary extension and raw tensor contents carry them. The elements point into
+    /// <paramref name="data"/> (not copied). Throws <see cref="ArgumentException"/> when the data does not
+    /// hold exactly as many elements as the shape has.
+    /// </summary>
+    public static InferTensor FromBinaryBytes(
+        string name,
+        ReadOnlySpan<long> shape,
+        ReadOnlyMemory<byte> data,
+        IReadOnlyDictionary<string, InferParameter>? parameters = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        var count = CountOrThrow(shape);
+
+        // Every element takes at least its 4-byte length, which bounds the array before it is made.
+        if (count > data.Length / 4)
+        {
+            throw new ArgumentException($"{data.Length} bytes cannot hold {count} BYTES elements (each has a 4-byte length)", nameof(data));
+        }
+
+        var elements = new ReadOnlyMemory<byte>[count];
+        var span = data.Span;
+        var offset = 0;
+        for (var i = 0; i < elements.Length; i++)
+        {
+            if (span.Length - offset < 4)
+            {
+                throw new ArgumentException($"the data ends before BYTES element {i} of {count}", nameof(data));
+            }
+
+            var length = BinaryPrimitives.ReadUInt32LittleEndian(span[offset..]);
+            offset += 4;
+            if (length > (uint)(span.Length - offset))
+            {
+                throw new ArgumentException($"BYTES element {i} claims {length} bytes; {span.Length - offset} are left", nameof(data));
+            }
+
+            elements[i] = data.Slice(offset, (int)length);
+            offset += (int)length;
+        }
+
+        return offset == span.Length
+            ? new InferTensor(name, TensorDatatype.Bytes, shape.ToArray(), count, ReadOnlyMemory<byte>.Empty, elements, parameters)
+            : throw new ArgumentException($"{span.Length - offset} bytes are left after the {count} BYTES elements", nameof(data));
+    }
+
     /// <summary>A BYTES tensor of strings, each encoded as UTF-8.</summary>
     public static InferTensor FromStrings(
         string name,
@@ -190,6 +237,29 @@ public sealed class InferTensor
     /// <summary>The same tensor with other parameters.</summary>
     public InferTensor WithParameters(IReadOnlyDictionary<string, InferParameter>? parameters) =>
         new(Name, Datatype, Shape.ToArray(), ElementCount, Data, Elements, parameters);
+
+    /// <summary>
+    /// The elements in the binary layout: fixed-size data as it is (not copied); BYTES elements each
+    /// after its 4-byte little-endian length, laid out once in a new buffer.
+    /// </summary>
+    public ReadOnlyMemory<byte> ToBinary()
+    {
+        if (Datatype != TensorDatatype.Bytes)
+        {
+            return Data;
+        }
+
+        var buffer = new byte[BinaryByteCount];
+        var offset = 0;
+        foreach (var element in Elements)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(buffer.AsSpan(offset), (uint)element.Length);
+            element.Span.CopyTo(buffer.AsSpan(offset + 4));
+            offset += 4 + element.Length;
+        }
+
+        return buffer;
+    }
 
     /// <summary>A copy of the elements as <typeparamref name="T"/>, which must be the datatype's own .NET type (FP32: float, INT64: long ...).</summary>
     public T[] ToArray<T>()

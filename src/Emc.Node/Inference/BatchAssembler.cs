@@ -1,14 +1,15 @@
 using System.Buffers;
-using Emc.Compute.Inference;
+using Emc.Core.Inference;
 
 namespace Emc.Node.Inference;
 
 /// <summary>One inference call waiting in a replica's batcher.</summary>
-internal sealed class CallItem(ulong callId, Dictionary<string, InferenceTensor> inputs, string[]? outputs, int rows, bool stackable)
+internal sealed class CallItem(ulong callId, InferTensor[] inputs, string[]? outputs, int rows, bool stackable)
 {
     public ulong CallId { get; } = callId;
 
-    public Dictionary<string, InferenceTensor> Inputs { get; } = inputs;
+    /// <summary>The inputs, each name once.</summary>
+    public InferTensor[] Inputs { get; } = inputs;
 
     /// <summary>The outputs asked for; null for all.</summary>
     public string[]? Outputs { get; } = outputs;
@@ -21,7 +22,7 @@ internal sealed class CallItem(ulong callId, Dictionary<string, InferenceTensor>
 }
 
 /// <summary>What became of one call: its outputs, or the failure to report.</summary>
-internal readonly record struct CallOutcome(IReadOnlyDictionary<string, InferenceTensor>? Outputs, Exception? Error);
+internal readonly record struct CallOutcome(IReadOnlyList<InferTensor>? Outputs, Exception? Error);
 
 /// <summary>
 /// Runs a batch of calls as few model runs as it can: calls whose inputs agree in datatype and in
@@ -94,14 +95,14 @@ internal static class BatchAssembler
 
     private static bool Compatible(CallItem a, CallItem b)
     {
-        if (a.Inputs.Count != b.Inputs.Count || !SameOutputs(a.Outputs, b.Outputs))
+        if (a.Inputs.Length != b.Inputs.Length || !SameOutputs(a.Outputs, b.Outputs))
         {
             return false;
         }
 
-        foreach (var (name, x) in a.Inputs)
+        foreach (var x in a.Inputs)
         {
-            if (!b.Inputs.TryGetValue(name, out var y) || x.Datatype != y.Datatype || x.Shape.Count != y.Shape.Count || x.Datatype == "BYTES")
+            if (Find(b.Inputs, x.Name) is not { } y || x.Datatype != y.Datatype || x.Shape.Count != y.Shape.Count || x.Datatype == TensorDatatype.Bytes)
             {
                 return false;
             }
@@ -121,6 +122,19 @@ internal static class BatchAssembler
     private static bool SameOutputs(string[]? a, string[]? b) =>
         a is null ? b is null : b is not null && a.AsSpan().SequenceEqual(b);
 
+    private static InferTensor? Find(InferTensor[] tensors, string name)
+    {
+        foreach (var tensor in tensors)
+        {
+            if (tensor.Name == name)
+            {
+                return tensor;
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>Stacks the group into one run; false (nothing set) when the model refused it or its outputs cannot be cut back.</summary>
     private static async ValueTask<bool> TryRunStackedAsync(IServedModel model, IReadOnlyList<CallItem> items, List<int> group, CallOutcome[] outcomes, CancellationToken cancellationToken)
     {
@@ -131,16 +145,17 @@ internal static class BatchAssembler
             totalRows += items[index].Rows;
         }
 
-        var rented = new List<byte[]>(head.Inputs.Count);
+        var rented = new List<byte[]>(head.Inputs.Length);
         try
         {
-            var stacked = new Dictionary<string, InferenceTensor>(head.Inputs.Count, StringComparer.Ordinal);
-            foreach (var (name, first) in head.Inputs)
+            var stacked = new InferTensor[head.Inputs.Length];
+            for (var i = 0; i < stacked.Length; i++)
             {
+                var first = head.Inputs[i];
                 var total = 0;
                 foreach (var index in group)
                 {
-                    total += items[index].Inputs[name].Data.Length;
+                    total += Find(items[index].Inputs, first.Name)!.Data.Length;
                 }
 
                 var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(total, 1));
@@ -148,17 +163,25 @@ internal static class BatchAssembler
                 var offset = 0;
                 foreach (var index in group)
                 {
-                    var data = items[index].Inputs[name].Data.Span;
+                    var data = Find(items[index].Inputs, first.Name)!.Data.Span;
                     data.CopyTo(buffer.AsSpan(offset));
                     offset += data.Length;
                 }
 
                 var shape = first.Shape.ToArray();
                 shape[0] = totalRows;
-                stacked[name] = new InferenceTensor(first.Datatype, shape, buffer.AsMemory(0, total));
+                try
+                {
+                    stacked[i] = InferTensor.FromRaw(first.Name, first.Datatype, shape, buffer.AsMemory(0, total));
+                }
+                catch (ArgumentException)
+                {
+                    // Rows the data does not have: a call with an empty first dimension counts as one row.
+                    return false;
+                }
             }
 
-            IReadOnlyDictionary<string, InferenceTensor> outputs;
+            IReadOnlyList<InferTensor> outputs;
             try
             {
                 outputs = await model.RunAsync(stacked, head.Outputs, cancellationToken);
@@ -168,15 +191,16 @@ internal static class BatchAssembler
                 return false;
             }
 
-            var split = new Dictionary<string, InferenceTensor>[group.Count];
+            var split = new InferTensor[group.Count][];
             for (var g = 0; g < group.Count; g++)
             {
-                split[g] = new Dictionary<string, InferenceTensor>(outputs.Count, StringComparer.Ordinal);
+                split[g] = new InferTensor[outputs.Count];
             }
 
-            foreach (var (name, output) in outputs)
+            for (var o = 0; o < outputs.Count; o++)
             {
-                if (output.Datatype == "BYTES" || output.Shape.Count == 0 || output.Shape[0] != totalRows || output.Data.Length % totalRows != 0)
+                var output = outputs[o];
+                if (output.Datatype == TensorDatatype.Bytes || output.Shape.Count == 0 || output.Shape[0] != totalRows || output.Data.Length % totalRows != 0)
                 {
                     return false;
                 }
@@ -188,7 +212,7 @@ internal static class BatchAssembler
                     var rows = items[group[g]].Rows;
                     var shape = output.Shape.ToArray();
                     shape[0] = rows;
-                    split[g][name] = new InferenceTensor(output.Datatype, shape, output.Data.Slice(offset, rows * rowBytes));
+                    split[g][o] = InferTensor.FromRaw(output.Name, output.Datatype, shape, output.Data.Slice(offset, rows * rowBytes));
                     offset += rows * rowBytes;
                 }
             }

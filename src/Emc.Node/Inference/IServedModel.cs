@@ -1,4 +1,5 @@
 using Emc.Compute.Inference;
+using Emc.Core.Inference;
 
 namespace Emc.Node.Inference;
 
@@ -18,11 +19,12 @@ public interface IServedModel : IDisposable
     bool Batchable { get; }
 
     /// <summary>
-    /// Runs one batch. Throws <see cref="ArgumentException"/> when the inputs do not fit the model (the
+    /// Runs one batch and returns the outputs named in <paramref name="outputs"/> (all of them when null),
+    /// in that order. Throws <see cref="ArgumentException"/> when the inputs do not fit the model (the
     /// caller's fault); any other exception is the model's failure.
     /// </summary>
-    ValueTask<IReadOnlyDictionary<string, InferenceTensor>> RunAsync(
-        IReadOnlyDictionary<string, InferenceTensor> inputs,
+    ValueTask<IReadOnlyList<InferTensor>> RunAsync(
+        IReadOnlyList<InferTensor> inputs,
         IReadOnlyCollection<string>? outputs,
         CancellationToken cancellationToken);
 }
@@ -36,8 +38,8 @@ public sealed class OnnxServedModel(OnnxSession session) : IServedModel
 
     public bool Batchable { get; } = session.Info.Inputs.All(i => i.Shape.Count > 0 && i.Shape[0] < 0);
 
-    public ValueTask<IReadOnlyDictionary<string, InferenceTensor>> RunAsync(
-        IReadOnlyDictionary<string, InferenceTensor> inputs,
+    public ValueTask<IReadOnlyList<InferTensor>> RunAsync(
+        IReadOnlyList<InferTensor> inputs,
         IReadOnlyCollection<string>? outputs,
         CancellationToken cancellationToken) =>
         ValueTask.FromResult(session.Run(inputs, outputs, cancellationToken));
@@ -56,7 +58,7 @@ public sealed class TorchServedModel : IServedModel
         ArgumentNullException.ThrowIfNull(runner);
         _runner = runner;
         Inputs = [new OnnxTensorInfo(inputName, runner.InputDatatype, runner.InputShape)];
-        Outputs = [new OnnxTensorInfo(outputName, "FP32", runner.OutputShape)];
+        Outputs = [new OnnxTensorInfo(outputName, TensorDatatype.Fp32, runner.OutputShape)];
     }
 
     public IReadOnlyList<OnnxTensorInfo> Inputs { get; }
@@ -65,13 +67,13 @@ public sealed class TorchServedModel : IServedModel
 
     public bool Batchable => true;
 
-    public async ValueTask<IReadOnlyDictionary<string, InferenceTensor>> RunAsync(
-        IReadOnlyDictionary<string, InferenceTensor> inputs,
+    public async ValueTask<IReadOnlyList<InferTensor>> RunAsync(
+        IReadOnlyList<InferTensor> inputs,
         IReadOnlyCollection<string>? outputs,
         CancellationToken cancellationToken)
     {
         var name = Inputs[0].Name;
-        if (inputs.Count != 1 || !inputs.TryGetValue(name, out var input))
+        if (inputs is not [var input] || input.Name != name)
         {
             throw new ArgumentException($"the model takes one input, '{name}'");
         }
@@ -81,8 +83,7 @@ public sealed class TorchServedModel : IServedModel
             throw new ArgumentException($"the model has one output, '{Outputs[0].Name}'");
         }
 
-        var logits = await _runner.RunAsync(input, cancellationToken);
-        return new Dictionary<string, InferenceTensor>(1, StringComparer.Ordinal) { [Outputs[0].Name] = logits };
+        return [await _runner.RunAsync(input, Outputs[0].Name, cancellationToken)];
     }
 
     public void Dispose() => _runner.Dispose();

@@ -294,21 +294,27 @@ public sealed partial class InferenceHost : IAsyncDisposable
 
     private static CallItem ToItem(InferCall call, Replica replica)
     {
-        var inputs = new Dictionary<string, InferenceTensor>(call.Inputs.Count, StringComparer.Ordinal);
+        var inputs = new InferTensor[call.Inputs.Count];
         var rows = -1L;
         var stackable = replica.Model.Batchable;
-        foreach (var tensor in call.Inputs)
+        for (var i = 0; i < inputs.Length; i++)
         {
+            var tensor = call.Inputs[i];
             if (tensor.Name.Length == 0 || tensor.Shape.Count > 32)
             {
                 throw new ArgumentException("every input needs a name and at most 32 dimensions");
             }
 
-            var shape = tensor.Shape.ToArray();
-            if (!inputs.TryAdd(tensor.Name, new InferenceTensor(tensor.Datatype, shape, tensor.Raw.Memory)))
+            for (var j = 0; j < i; j++)
             {
-                throw new ArgumentException($"input {Quote(tensor.Name)} is given more than once");
+                if (inputs[j].Name == tensor.Name)
+                {
+                    throw new ArgumentException($"input {Quote(tensor.Name)} is given more than once");
+                }
             }
+
+            var shape = tensor.Shape.ToArray();
+            inputs[i] = ToTensor(tensor, shape);
 
             var first = shape.Length > 0 ? shape[0] : 1;
             stackable &= shape.Length > 0 && (rows < 0 || rows == first);
@@ -317,6 +323,26 @@ public sealed partial class InferenceHost : IAsyncDisposable
 
         string[]? outputs = call.Outputs.Count > 0 ? [.. call.Outputs] : null;
         return new CallItem(call.CallId, inputs, outputs, stackable ? (int)Math.Clamp(rows, 1, int.MaxValue) : replica.MaxBatch, stackable);
+    }
+
+    /// <summary>A call's input as a tensor; its bytes are not copied (BYTES elements point into them).</summary>
+    private static InferTensor ToTensor(InferTensorData tensor, long[] shape)
+    {
+        if (!TensorDatatypes.TryParse(tensor.Datatype, out var datatype))
+        {
+            throw new ArgumentException($"input {Quote(tensor.Name)} has the unknown datatype {Quote(tensor.Datatype)}");
+        }
+
+        try
+        {
+            return datatype == TensorDatatype.Bytes
+                ? InferTensor.FromBinaryBytes(tensor.Name, shape, tensor.Raw.Memory)
+                : InferTensor.FromRaw(tensor.Name, datatype, shape, tensor.Raw.Memory);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ArgumentException($"input {Quote(tensor.Name)}: {ClientMessage(ex)}", ex);
+        }
     }
 
     private static InferReply ToReply(ulong callId, Task<CallOutcome> task)
@@ -328,10 +354,11 @@ public sealed partial class InferenceHost : IAsyncDisposable
             {
                 var reply = new InferReply { CallId = callId, Ok = true };
                 long bytes = 0;
-                foreach (var (name, tensor) in outcome.Outputs!)
+                foreach (var tensor in outcome.Outputs!)
                 {
-                    bytes += tensor.Data.Length;
-                    var data = new InferTensorData { Name = name, Datatype = tensor.Datatype, Raw = UnsafeByteOperations.UnsafeWrap(tensor.Data) };
+                    var raw = tensor.ToBinary();
+                    bytes += raw.Length;
+                    var data = new InferTensorData { Name = tensor.Name, Datatype = tensor.Datatype.ToWireName(), Raw = UnsafeByteOperations.UnsafeWrap(raw) };
                     data.Shape.Add(tensor.Shape);
                     reply.Outputs.Add(data);
                 }

@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using Emc.Compute.Inference;
 using Emc.Core.Inference;
 using Emc.Core.Training;
 
@@ -37,8 +36,8 @@ public static class TextGenerator
     public static bool CanGenerate(IServedModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        return model.Inputs is [{ Datatype: "INT64", Shape.Count: 2 }]
-            && model.Outputs is [{ Datatype: "FP32", Shape: [_, _, var vocabulary] }]
+        return model.Inputs is [{ Datatype: TensorDatatype.Int64, Shape.Count: 2 }]
+            && model.Outputs is [{ Datatype: TensorDatatype.Fp32, Shape: [_, _, var vocabulary] }]
             && (vocabulary == ModelSpec.ByteVocabulary || vocabulary < 0);
     }
 
@@ -94,9 +93,9 @@ public static class TextGenerator
             cancellationToken.ThrowIfCancellationRequested();
             var length = window.Count;
             window.CopyTo(tokens);
-            var input = new InferenceTensor("INT64", [1, length], MemoryMarshal.AsBytes(tokens.AsSpan(0, length)).ToArray());
-            var result = await model.RunAsync(new Dictionary<string, InferenceTensor>(1, StringComparer.Ordinal) { [inputName] = input }, outputs, cancellationToken);
-            var logits = result[outputs[0]];
+            var input = InferTensor.Create<long>(inputName, [1, length], tokens.AsSpan(0, length));
+            var result = await model.RunAsync([input], outputs, cancellationToken);
+            var logits = result[0];
             var vocabulary = (int)logits.Shape[^1];
             if (logits.Shape.Count != 3 || vocabulary != ModelSpec.ByteVocabulary || logits.Data.Length != length * vocabulary * sizeof(float))
             {

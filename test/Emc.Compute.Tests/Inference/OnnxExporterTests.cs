@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using Emc.Compute.Inference;
 using Emc.Compute.Tests.Training;
 using Emc.Compute.Training;
+using Emc.Core.Inference;
 using Emc.Core.Training;
 using TorchSharp;
 using Xunit.Abstractions;
@@ -39,7 +40,7 @@ public sealed class OnnxExporterTests(ITestOutputHelper output)
         using var session = OnnxSession.Load(OnnxExporter.Export(model), new OnnxSessionOptions { IntraOpThreads = 1 });
 
         var input = Assert.Single(session.Info.Inputs);
-        Assert.Equal(new OnnxTensorInfo("input", "FP32", input.Shape), input);
+        Assert.Equal(new OnnxTensorInfo("input", TensorDatatype.Fp32, input.Shape), input);
         Assert.Equal([-1L, .. sampleShape.Select(d => (long)d)], input.Shape);
         Assert.Equal([-1L, classes], Assert.Single(session.Info.Outputs).Shape);
         Assert.Equal("emc", session.Info.Producer);
@@ -50,7 +51,7 @@ public sealed class OnnxExporterTests(ITestOutputHelper output)
             using var scope = torch.NewDisposeScope();
             using var generator = new Generator((ulong)batch, torch.CPU);
             var x = torch.rand([batch, .. sampleShape.Select(d => (long)d)], generator: generator);
-            worst = Math.Max(worst, Compare(model, session, x, "FP32", MemoryMarshal.AsBytes(x.data<float>().ToArray().AsSpan()).ToArray()));
+            worst = Math.Max(worst, Compare(model, session, x, TensorDatatype.Fp32, MemoryMarshal.AsBytes(x.data<float>().ToArray().AsSpan()).ToArray()));
         }
 
         output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name} [{string.Join(", ", sampleShape)}]: max |onnx - torch| = {worst:E2}"));
@@ -67,7 +68,7 @@ public sealed class OnnxExporterTests(ITestOutputHelper output)
         using var session = OnnxSession.Load(OnnxExporter.Export(model), new OnnxSessionOptions { IntraOpThreads = 1 });
 
         var input = Assert.Single(session.Info.Inputs);
-        Assert.Equal("INT64", input.Datatype);
+        Assert.Equal(TensorDatatype.Int64, input.Datatype);
         Assert.Equal([-1L, -1], input.Shape);
         Assert.Equal([-1L, -1, 256], Assert.Single(session.Info.Outputs).Shape);
 
@@ -77,7 +78,7 @@ public sealed class OnnxExporterTests(ITestOutputHelper output)
             using var scope = torch.NewDisposeScope();
             using var generator = new Generator((ulong)(batch * 100 + length), torch.CPU);
             var tokens = torch.randint(0, 256, [batch, length], ScalarType.Int64, generator: generator);
-            worst = Math.Max(worst, Compare(model, session, tokens, "INT64", MemoryMarshal.AsBytes(tokens.data<long>().ToArray().AsSpan()).ToArray()));
+            worst = Math.Max(worst, Compare(model, session, tokens, TensorDatatype.Int64, MemoryMarshal.AsBytes(tokens.data<long>().ToArray().AsSpan()).ToArray()));
         }
 
         output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"gpt-small: max |onnx - torch| = {worst:E2}"));
@@ -107,7 +108,7 @@ public sealed class OnnxExporterTests(ITestOutputHelper output)
     }
 
     /// <summary>Runs both and returns the largest absolute difference of the logits.</summary>
-    private static double Compare(TrainableModel model, OnnxSession session, Tensor input, string datatype, byte[] bytes)
+    private static double Compare(TrainableModel model, OnnxSession session, Tensor input, TensorDatatype datatype, byte[] bytes)
     {
         model.Module.eval();
         float[] expected;
@@ -117,13 +118,9 @@ public sealed class OnnxExporterTests(ITestOutputHelper output)
             expected = torchLogits.data<float>().ToArray();
         }
 
-        var outputs = session.Run(new Dictionary<string, InferenceTensor>
-        {
-            ["input"] = new(datatype, input.shape, bytes),
-        });
-
-        var logits = outputs["logits"];
-        Assert.Equal(input.shape.Length == 2 && datatype == "INT64" ? [.. input.shape, 256] : [input.shape[0], model.Classes], logits.Shape);
+        var logits = Assert.Single(session.Run([InferTensor.FromRaw("input", datatype, input.shape, bytes)]));
+        Assert.Equal("logits", logits.Name);
+        Assert.Equal(input.shape.Length == 2 && datatype == TensorDatatype.Int64 ? [.. input.shape, 256] : [input.shape[0], model.Classes], logits.Shape);
         var actual = MemoryMarshal.Cast<byte, float>(logits.Data.Span);
         Assert.Equal(expected.Length, actual.Length);
 

@@ -1,4 +1,5 @@
 using Emc.Compute.Inference;
+using Emc.Core.Inference;
 using Xunit.Abstractions;
 using DataType = Emc.Compute.Onnx.TensorProto.Types.DataType;
 
@@ -13,10 +14,10 @@ public sealed class OnnxModelInfoTests(ITestOutputHelper output)
 
         var input = Assert.Single(info.Inputs);
         Assert.Equal("x", input.Name);
-        Assert.Equal(OnnxDatatypes.Fp32, input.Datatype);
+        Assert.Equal(TensorDatatype.Fp32, input.Datatype);
         Assert.Equal([-1L, 2], input.Shape);
         var output = Assert.Single(info.Outputs);
-        Assert.Equal(new OnnxTensorInfo("y", "FP32", output.Shape), output);
+        Assert.Equal(new OnnxTensorInfo("y", TensorDatatype.Fp32, output.Shape), output);
         Assert.Equal([-1L, 2], output.Shape);
         Assert.Equal(TinyOnnx.Opset, info.Opset);
         Assert.Equal(TinyOnnx.IrVersion, info.IrVersion);

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Emc.Compute.Inference;
 using Emc.Compute.Onnx;
+using Emc.Core.Inference;
 using static Emc.Compute.Inference.OnnxGraphBuilder;
 using DataType = Emc.Compute.Onnx.TensorProto.Types.DataType;
 
@@ -19,8 +20,10 @@ public sealed class OnnxSessionTests
     {
         using var session = OnnxSession.Load(_plumbing);
 
-        Assert.Equal(["INT64", "FP16", "BOOL", "BYTES", "FP64", "UINT8"], session.Info.Inputs.Select(i => i.Datatype));
-        Assert.Equal(["INT64", "FP32", "BOOL", "BYTES", "FP64", "UINT8"], session.Info.Outputs.Select(o => o.Datatype));
+        Assert.Equal(["INT64", "FP16", "BOOL", "BYTES", "FP64", "UINT8"], session.Info.Inputs.Select(i => i.TypeName));
+        Assert.Equal(
+            [TensorDatatype.Int64, TensorDatatype.Fp32, TensorDatatype.Bool, TensorDatatype.Bytes, TensorDatatype.Fp64, TensorDatatype.UInt8],
+            session.Info.Outputs.Select(o => o.Datatype));
         Assert.Equal([-1L, 3], session.Info.Inputs[0].Shape);
         Assert.Equal("cpu", session.Device);
     }
@@ -32,30 +35,32 @@ public sealed class OnnxSessionTests
         long[] int64s = [long.MinValue, -1, 0, 1, 1L << 40, long.MaxValue];
         Half[] halves = [(Half)0.5f, (Half)(-2f), Half.MaxValue, (Half)1e-3f, Half.Epsilon, (Half)65504f];
         bool[] flags = [true, false, true, false, false, true];
-        byte[] text = Strings("héllo", "", "onnx");
+        string[] text = ["héllo", "", "onnx"];
         double[] doubles = [Math.PI, -0.0, 1e300];
         byte[] bytes = [0, 1, 255];
 
-        var outputs = session.Run(new Dictionary<string, InferenceTensor>
-        {
-            ["i64"] = new("INT64", [2, 3], MemoryMarshal.AsBytes(int64s.AsSpan()).ToArray()),
-            ["f16"] = new("FP16", [3, 2], MemoryMarshal.AsBytes(halves.AsSpan()).ToArray()),
-            ["flags"] = new("BOOL", [6], flags.Select(f => (byte)(f ? 1 : 0)).ToArray()),
-            ["text"] = new("BYTES", [3], text),
-            ["f64"] = new("FP64", [3], MemoryMarshal.AsBytes(doubles.AsSpan()).ToArray()),
-            ["u8"] = new("UINT8", [1, 3], bytes),
-        });
+        var outputs = session.Run(
+        [
+            InferTensor.Create<long>("i64", [2, 3], int64s),
+            InferTensor.Create<Half>("f16", [3, 2], halves),
+            InferTensor.Create<bool>("flags", [6], flags),
+            InferTensor.FromStrings("text", [3], text),
+            InferTensor.Create<double>("f64", [3], doubles),
+            InferTensor.Create<byte>("u8", [1, 3], bytes),
+        ]);
 
-        Assert.Equal(6, outputs.Count);
-        AssertTensor(outputs["i64_out"], "INT64", [2, 3], MemoryMarshal.AsBytes(int64s.AsSpan()).ToArray());
-        var floats = outputs["f32_out"];
-        Assert.Equal("FP32", floats.Datatype);
+        Assert.Equal(["i64_out", "f32_out", "not_out", "text_out", "f64_out", "u8_out"], outputs.Select(o => o.Name));
+        AssertTensor(outputs[0], TensorDatatype.Int64, [2, 3], MemoryMarshal.AsBytes(int64s.AsSpan()).ToArray());
+        var floats = outputs[1];
+        Assert.Equal(TensorDatatype.Fp32, floats.Datatype);
         Assert.Equal([3L, 2], floats.Shape);
-        Assert.Equal(halves.Select(h => (float)h), MemoryMarshal.Cast<byte, float>(floats.Data.Span).ToArray());
-        AssertTensor(outputs["not_out"], "BOOL", [6], flags.Select(f => (byte)(f ? 0 : 1)).ToArray());
-        AssertTensor(outputs["text_out"], "BYTES", [3], text);
-        AssertTensor(outputs["f64_out"], "FP64", [3], MemoryMarshal.AsBytes(doubles.AsSpan()).ToArray());
-        AssertTensor(outputs["u8_out"], "UINT8", [1, 3], bytes);
+        Assert.Equal(halves.Select(h => (float)h), floats.ToArray<float>());
+        AssertTensor(outputs[2], TensorDatatype.Bool, [6], flags.Select(f => (byte)(f ? 0 : 1)).ToArray());
+        Assert.Equal(TensorDatatype.Bytes, outputs[3].Datatype);
+        Assert.Equal([3L], outputs[3].Shape);
+        Assert.Equal(text, outputs[3].ToStringArray());
+        AssertTensor(outputs[4], TensorDatatype.Fp64, [3], MemoryMarshal.AsBytes(doubles.AsSpan()).ToArray());
+        AssertTensor(outputs[5], TensorDatatype.UInt8, [1, 3], bytes);
     }
 
     [Fact]
@@ -65,16 +70,15 @@ public sealed class OnnxSessionTests
         var buffer = new byte[(6 * 8) + 1];
         var values = Enumerable.Range(1, 6).Select(i => (long)i * 1000).ToArray();
         MemoryMarshal.AsBytes(values.AsSpan()).CopyTo(buffer.AsSpan(1));
-        var inputs = Inputs(batch: 1);
 
         // Eight-byte elements at an odd address: the session copies them to an aligned buffer.
-        inputs["i64"] = new InferenceTensor("INT64", [2, 3], buffer.AsMemory(1));
+        var inputs = Inputs(batch: 1, InferTensor.FromRaw("i64", TensorDatatype.Int64, [2, 3], buffer.AsMemory(1)));
 
         var outputs = session.Run(inputs, ["i64_out"]);
 
         var output = Assert.Single(outputs);
-        Assert.Equal("i64_out", output.Key);
-        Assert.Equal(values, MemoryMarshal.Cast<byte, long>(output.Value.Data.Span).ToArray());
+        Assert.Equal("i64_out", output.Name);
+        Assert.Equal(values, output.ToArray<long>());
     }
 
     [Fact]
@@ -82,29 +86,20 @@ public sealed class OnnxSessionTests
     {
         using var session = OnnxSession.Load(_plumbing);
 
-        var wrongType = Inputs(batch: 1);
-        wrongType["i64"] = new InferenceTensor("INT32", [1, 3], new byte[12]);
+        var wrongType = Inputs(batch: 1, InferTensor.Create<int>("i64", [1, 3], new int[3]));
         Assert.Contains("'i64' is INT64, not INT32", Assert.Throws<ArgumentException>(() => session.Run(wrongType)).Message, StringComparison.Ordinal);
 
-        var wrongShape = Inputs(batch: 1);
-        wrongShape["i64"] = new InferenceTensor("INT64", [1, 4], new byte[32]);
+        var wrongShape = Inputs(batch: 1, InferTensor.Create<long>("i64", [1, 4], new long[4]));
         Assert.Contains("the model takes [-1, 3]", Assert.Throws<ArgumentException>(() => session.Run(wrongShape)).Message, StringComparison.Ordinal);
 
-        var wrongLength = Inputs(batch: 1);
-        wrongLength["i64"] = new InferenceTensor("INT64", [1, 3], new byte[23]);
-        Assert.Contains("needs 24 bytes, not 23", Assert.Throws<ArgumentException>(() => session.Run(wrongLength)).Message, StringComparison.Ordinal);
-
-        var missing = Inputs(batch: 1);
-        missing.Remove("f16");
+        var missing = Inputs(batch: 1).Where(i => i.Name != "f16").ToList();
         Assert.Contains("missing input 'f16'", Assert.Throws<ArgumentException>(() => session.Run(missing)).Message, StringComparison.Ordinal);
 
-        var unknown = Inputs(batch: 1);
-        unknown["nope"] = new InferenceTensor("FP32", [1], new byte[4]);
+        var unknown = Inputs(batch: 1).Append(InferTensor.Create<float>("nope", [1], new float[1])).ToList();
         Assert.Contains("no input 'nope'", Assert.Throws<ArgumentException>(() => session.Run(unknown)).Message, StringComparison.Ordinal);
 
-        var badStrings = Inputs(batch: 1);
-        badStrings["text"] = new InferenceTensor("BYTES", [1], new byte[] { 9, 0, 0, 0, 1 });
-        Assert.Contains("claims 9 bytes", Assert.Throws<ArgumentException>(() => session.Run(badStrings)).Message, StringComparison.Ordinal);
+        var twice = Inputs(batch: 1).Append(InferTensor.Create<byte>("u8", [1, 3], new byte[3])).ToList();
+        Assert.Contains("input 'u8' is given more than once", Assert.Throws<ArgumentException>(() => session.Run(twice)).Message, StringComparison.Ordinal);
 
         Assert.Contains("no output 'z'", Assert.Throws<ArgumentException>(() => session.Run(Inputs(batch: 1), ["z"])).Message, StringComparison.Ordinal);
     }
@@ -124,38 +119,29 @@ public sealed class OnnxSessionTests
         var session = OnnxSession.Load(TinyOnnx.Identity());
         session.Dispose();
 
-        Assert.Throws<ObjectDisposedException>(() => session.Run(new Dictionary<string, InferenceTensor>()));
+        Assert.Throws<ObjectDisposedException>(() => session.Run([]));
     }
 
-    private static Dictionary<string, InferenceTensor> Inputs(int batch) => new()
+    /// <summary>Zeros for every input of the plumbing model, with <paramref name="replacement"/> in place of the input of its name.</summary>
+    private static List<InferTensor> Inputs(int batch, InferTensor? replacement = null)
     {
-        ["i64"] = new("INT64", [batch, 3], new byte[batch * 3 * 8]),
-        ["f16"] = new("FP16", [batch, 2], new byte[batch * 2 * 2]),
-        ["flags"] = new("BOOL", [batch], new byte[batch]),
-        ["text"] = new("BYTES", [1], Strings("x")),
-        ["f64"] = new("FP64", [3], new byte[24]),
-        ["u8"] = new("UINT8", [1, 3], new byte[3]),
-    };
+        List<InferTensor> inputs =
+        [
+            InferTensor.Create<long>("i64", [batch, 3], new long[batch * 3]),
+            InferTensor.Create<Half>("f16", [batch, 2], new Half[batch * 2]),
+            InferTensor.Create<bool>("flags", [batch], new bool[batch]),
+            InferTensor.FromStrings("text", [1], ["x"]),
+            InferTensor.Create<double>("f64", [3], new double[3]),
+            InferTensor.Create<byte>("u8", [1, 3], new byte[3]),
+        ];
+        return replacement is null ? inputs : [.. inputs.Select(i => i.Name == replacement.Name ? replacement : i)];
+    }
 
-    private static void AssertTensor(InferenceTensor tensor, string datatype, long[] shape, byte[] data)
+    private static void AssertTensor(InferTensor tensor, TensorDatatype datatype, long[] shape, byte[] data)
     {
         Assert.Equal(datatype, tensor.Datatype);
         Assert.Equal(shape, tensor.Shape);
         Assert.Equal(data, tensor.Data.ToArray());
-    }
-
-    /// <summary>BYTES elements: a 4-byte little-endian length, then the UTF-8 bytes.</summary>
-    private static byte[] Strings(params string[] values)
-    {
-        using var stream = new MemoryStream();
-        foreach (var value in values)
-        {
-            var bytes = System.Text.Encoding.UTF8.GetBytes(value);
-            stream.Write(BitConverter.GetBytes(bytes.Length));
-            stream.Write(bytes);
-        }
-
-        return stream.ToArray();
     }
 
     private static byte[] BuildPlumbing()

@@ -69,12 +69,12 @@ public sealed class ServingNetworkTests
         {
             var values = Enumerable.Range(0, rows * Features).Select(_ => (float)random.NextDouble()).ToArray();
             var response = await backend.InferAsync("tiny", null, Request(values, rows), Deadline(10), CancellationToken.None);
-            var expected = direct.Run(new Dictionary<string, InferenceTensor> { ["input"] = new("FP32", [rows, Features], ToBytes(values)) })["logits"];
+            var expected = Assert.Single(direct.Run([InferTensor.Create<float>("input", [rows, Features], values)]));
             var output = Assert.Single(response.Outputs);
             Assert.Equal("logits", output.Name);
             Assert.Equal(expected.Shape, output.Shape);
             var got = output.ToFloatArray();
-            var want = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(expected.Data.Span).ToArray();
+            var want = expected.ToFloatArray();
             for (var i = 0; i < want.Length; i++)
             {
                 Assert.True(Math.Abs(got[i] - want[i]) <= 1e-5f, $"element {i}: {got[i]} vs {want[i]}");
@@ -246,8 +246,6 @@ public sealed class ServingNetworkTests
 
     private static InferRequest Request(float[] values, int rows, int features = Features) =>
         new() { Inputs = [InferTensor.Create<float>("input", [rows, features], values)] };
-
-    private static byte[] ToBytes(float[] values) => System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
 
     private static DateTimeOffset Deadline(int seconds) => DateTimeOffset.UtcNow.AddSeconds(seconds);
 

@@ -1,7 +1,6 @@
 using System.IO.Compression;
 using System.Net;
 using System.Net.Http.Json;
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using Emc.Client;
 using Emc.Compute.Inference;
@@ -261,8 +260,8 @@ public sealed class ModelRegistryApiTests(RegistryCoordinatorFixture fixture) : 
         using var session = OnnxSession.Load(onnx, new OnnxSessionOptions { IntraOpThreads = 1 });
 
         // The signature the registry states is the one the exported file declares.
-        Assert.Equal(described.Inputs!.Select(ModelSignature.Format), session.Info.Inputs.Select(t => $"{t.Name}:{t.Datatype}:{string.Join(",", t.Shape)}"));
-        Assert.Equal(described.Outputs!.Select(ModelSignature.Format), session.Info.Outputs.Select(t => $"{t.Name}:{t.Datatype}:{string.Join(",", t.Shape)}"));
+        Assert.Equal(described.Inputs!.Select(ModelSignature.Format), session.Info.Inputs.Select(t => $"{t.Name}:{t.TypeName}:{string.Join(",", t.Shape)}"));
+        Assert.Equal(described.Outputs!.Select(ModelSignature.Format), session.Info.Outputs.Select(t => $"{t.Name}:{t.TypeName}:{string.Join(",", t.Shape)}"));
 
         var worst = 0.0;
         foreach (var batch in new[] { 1, 4 })
@@ -278,11 +277,10 @@ public sealed class ModelRegistryApiTests(RegistryCoordinatorFixture fixture) : 
                 expected = trained.Forward(input).data<float>().ToArray();
             }
 
-            var bytes = isText
-                ? MemoryMarshal.AsBytes(input.data<long>().ToArray().AsSpan()).ToArray()
-                : MemoryMarshal.AsBytes(input.data<float>().ToArray().AsSpan()).ToArray();
-            var outputs = session.Run(new Dictionary<string, InferenceTensor> { ["input"] = new(isText ? "INT64" : "FP32", input.shape, bytes) });
-            var actual = MemoryMarshal.Cast<byte, float>(outputs["logits"].Data.Span).ToArray();
+            var tensor = isText
+                ? InferTensor.Create<long>("input", input.shape, input.data<long>().ToArray())
+                : InferTensor.Create<float>("input", input.shape, input.data<float>().ToArray());
+            var actual = Assert.Single(session.Run([tensor])).ToFloatArray();
             Assert.Equal(expected.Length, actual.Length);
             Assert.True(expected.Max(Math.Abs) > 0.1, "the logits are too small for the comparison to mean anything");
             worst = Math.Max(worst, expected.Zip(actual, (e, a) => (double)Math.Abs(e - a)).Max());

@@ -158,6 +158,43 @@ public class InferTensorTests
     }
 
     [Fact]
+    public void ToBinary_BytesTensor_LengthPrefixesEachElementAndFromBinaryBytesPointsBackIntoIt()
+    {
+        var tensor = InferTensor.FromStrings("s", [3], ["héllo", "", "x"]);
+
+        var binary = tensor.ToBinary();
+        var back = InferTensor.FromBinaryBytes("s", [3], binary);
+
+        Assert.Equal(tensor.BinaryByteCount, binary.Length);
+        Assert.Equal(new byte[] { 6, 0, 0, 0 }, binary[..4].ToArray());
+        Assert.Equal(["héllo", "", "x"], back.ToStringArray());
+        Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetArray(back.Elements[2], out var segment));
+        Assert.Equal(binary.Length - 1, segment.Offset);
+    }
+
+    [Fact]
+    public void ToBinary_FixedSizeTensor_IsItsDataUncopied()
+    {
+        var data = new byte[8];
+        var tensor = InferTensor.FromRaw("x", TensorDatatype.Fp32, [2], data);
+
+        Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetArray(tensor.ToBinary(), out var segment));
+        Assert.Same(data, segment.Array);
+    }
+
+    [Theory]
+    [InlineData(new byte[] { 9, 0, 0, 0, 1 }, 1, "BYTES element 0 claims 9 bytes; 1 are left")]
+    [InlineData(new byte[] { 1, 0, 0, 0, 7, 2 }, 1, "1 bytes are left after the 1 BYTES elements")]
+    [InlineData(new byte[] { 4, 0, 0, 0, 1, 2, 3, 4 }, 2, "the data ends before BYTES element 1 of 2")]
+    [InlineData(new byte[] { 0, 0, 0, 0 }, 2, "4 bytes cannot hold 2 BYTES elements (each has a 4-byte length)")]
+    public void FromBinaryBytes_DataNotMatchingShape_SaysWhy(byte[] data, long count, string message)
+    {
+        var error = Assert.Throws<ArgumentException>(() => InferTensor.FromBinaryBytes("s", [count], data));
+
+        Assert.StartsWith(message, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void FromFloats_NonFloatDatatype_Throws()
     {
         Assert.Throws<ArgumentException>(() => InferTensor.FromFloats("x", [1], [1f], TensorDatatype.Int32));

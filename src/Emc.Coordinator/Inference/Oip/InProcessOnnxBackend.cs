@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using Emc.Compute.Inference;
 using Emc.Core.Inference;
@@ -14,9 +13,8 @@ namespace Emc.Coordinator.Inference.Oip;
 /// </summary>
 /// <remarks>
 /// Requests are checked with <see cref="OipValidator"/> against metadata derived from the model's graph
-/// (<see cref="OnnxModelInfo"/>: datatype names are the protocol's, symbolic dimensions -1). Fixed-size
-/// inputs are handed to ONNX Runtime in place; BYTES inputs are laid out once in the binary form the
-/// session takes. The run is cancelled when the deadline passes (503) or the caller gives up.
+/// (<see cref="OnnxModelInfo"/>: symbolic dimensions -1). Fixed-size inputs are handed to ONNX Runtime
+/// in place. The run is cancelled when the deadline passes (503) or the caller gives up.
 /// </remarks>
 public sealed class InProcessOnnxBackend : IInferenceBackend, IDisposable
 {
@@ -89,12 +87,6 @@ public sealed class InProcessOnnxBackend : IInferenceBackend, IDisposable
             throw OipException.Unavailable($"model '{model}': the request's deadline passed before it could run");
         }
 
-        var inputs = new Dictionary<string, InferenceTensor>(request.Inputs.Count, StringComparer.Ordinal);
-        foreach (var input in request.Inputs)
-        {
-            inputs[input.Name] = ToCompute(input);
-        }
-
         string[]? outputNames = null;
         if (request.Outputs.Count > 0)
         {
@@ -107,10 +99,10 @@ public sealed class InProcessOnnxBackend : IInferenceBackend, IDisposable
 
         using var timeout = new CancellationTokenSource(left, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken);
-        IReadOnlyDictionary<string, InferenceTensor> results;
+        IReadOnlyList<InferTensor> outputs;
         try
         {
-            results = found.Session.Run(inputs, outputNames, linked.Token);
+            outputs = found.Session.Run(request.Inputs, outputNames, linked.Token);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
@@ -126,13 +118,6 @@ public sealed class InProcessOnnxBackend : IInferenceBackend, IDisposable
             throw new OipException(OipErrorKind.BadRequest, $"model '{model}' could not run on this input: {ex.Message}", ex);
         }
 
-        var names = outputNames ?? [.. found.Metadata.Outputs.Select(o => o.Name)];
-        var outputs = new InferTensor[names.Length];
-        for (var i = 0; i < names.Length; i++)
-        {
-            outputs[i] = FromCompute(names[i], results[names[i]]);
-        }
-
         return Task.FromResult(new InferResponse { ModelName = model, ModelVersion = found.Version, Id = request.Id, Outputs = outputs });
     }
 
@@ -146,58 +131,15 @@ public sealed class InProcessOnnxBackend : IInferenceBackend, IDisposable
         _models.Clear();
     }
 
-    /// <summary>The Compute form of a tensor: fixed-size data as is; BYTES elements each after its 4-byte length.</summary>
-    internal static InferenceTensor ToCompute(InferTensor tensor)
-    {
-        if (tensor.Datatype != TensorDatatype.Bytes)
-        {
-            return new InferenceTensor(tensor.Datatype.ToWireName(), tensor.Shape, tensor.Data);
-        }
-
-        var buffer = new byte[tensor.BinaryByteCount];
-        var offset = 0;
-        foreach (var element in tensor.Elements)
-        {
-            BinaryPrimitives.WriteUInt32LittleEndian(buffer.AsSpan(offset), (uint)element.Length);
-            element.Span.CopyTo(buffer.AsSpan(offset + 4));
-            offset += 4 + element.Length;
-        }
-
-        return new InferenceTensor(TensorDatatypes.ToWireName(TensorDatatype.Bytes), tensor.Shape, buffer);
-    }
-
-    /// <summary>The protocol form of a Compute tensor (the data is not copied).</summary>
-    internal static InferTensor FromCompute(string name, InferenceTensor tensor)
-    {
-        var datatype = TensorDatatypes.Parse(tensor.Datatype);
-        long[] shape = [.. tensor.Shape];
-        if (datatype != TensorDatatype.Bytes)
-        {
-            return InferTensor.FromRaw(name, datatype, shape, tensor.Data);
-        }
-
-        var elements = new List<ReadOnlyMemory<byte>>();
-        var data = tensor.Data;
-        var offset = 0;
-        while (offset < data.Length)
-        {
-            var length = (int)BinaryPrimitives.ReadUInt32LittleEndian(data.Span[offset..]);
-            elements.Add(data.Slice(offset + 4, length));
-            offset += 4 + length;
-        }
-
-        return InferTensor.FromBytes(name, shape, elements);
-    }
-
     private static TensorMetadata[] Describe(IReadOnlyList<OnnxTensorInfo> tensors, string kind)
     {
         var result = new TensorMetadata[tensors.Count];
         for (var i = 0; i < result.Length; i++)
         {
             var tensor = tensors[i];
-            if (!TensorDatatypes.TryParse(tensor.Datatype, out var datatype))
+            if (tensor.Datatype is not { } datatype)
             {
-                throw new NotSupportedException($"{kind} '{tensor.Name}' is {tensor.Datatype}, which the Open Inference Protocol cannot carry");
+                throw new NotSupportedException($"{kind} '{tensor.Name}' is {tensor.TypeName}, which the Open Inference Protocol cannot carry");
             }
 
             result[i] = new TensorMetadata(tensor.Name, datatype, [.. tensor.Shape]);

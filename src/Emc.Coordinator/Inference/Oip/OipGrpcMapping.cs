@@ -179,21 +179,8 @@ internal static class OipGrpcMapping
     /// <summary>The bytes of <paramref name="tensor"/> in the binary layout (BYTES elements length-prefixed); fixed-size data is wrapped, not copied.</summary>
     public static ByteString ToRaw(InferTensor tensor)
     {
-        if (tensor.Datatype != TensorDatatype.Bytes)
-        {
-            return UnsafeByteOperations.UnsafeWrap(tensor.Data);
-        }
-
-        var buffer = new byte[tensor.BinaryByteCount];
-        var offset = 0;
-        foreach (var element in tensor.Elements)
-        {
-            BinaryPrimitives.WriteUInt32LittleEndian(buffer.AsSpan(offset), (uint)element.Length);
-            element.Span.CopyTo(buffer.AsSpan(offset + 4));
-            offset += 4 + element.Length;
-        }
-
-        return UnsafeByteOperations.UnsafeWrap(buffer);
+        ArgumentNullException.ThrowIfNull(tensor);
+        return UnsafeByteOperations.UnsafeWrap(tensor.ToBinary());
     }
 
     private static Proto.ModelMetadataResponse.Types.TensorMetadata ToMessage(TensorMetadata tensor)

@@ -1,10 +1,10 @@
-using System.Runtime.InteropServices;
 using Emc.Compute.Inference;
 using Emc.Compute.Training;
 using Emc.Contracts.Inference.V2;
 using Emc.Coordinator.Hosting;
 using Emc.Coordinator.Inference;
 using Emc.Coordinator.Inference.Oip;
+using Emc.Core.Inference;
 using Emc.Core.Training;
 using Grpc.Net.Client;
 using Microsoft.Extensions.DependencyInjection;
@@ -72,11 +72,8 @@ public sealed class OipFixture : IAsyncLifetime
     public float[] Expected(float[] input)
     {
         var rows = input.Length / Features;
-        var outputs = Reference.Run(new Dictionary<string, InferenceTensor>
-        {
-            ["input"] = new("FP32", [rows, Features], MemoryMarshal.AsBytes(input.AsSpan()).ToArray()),
-        });
-        return MemoryMarshal.Cast<byte, float>(outputs["logits"].Data.Span).ToArray();
+        var outputs = Reference.Run([InferTensor.Create<float>("input", [rows, Features], input)]);
+        return outputs.Single(o => o.Name == "logits").ToFloatArray();
     }
 
     /// <summary>Deterministic inputs for <paramref name="rows"/> rows.</summary>
