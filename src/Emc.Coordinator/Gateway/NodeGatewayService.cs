@@ -162,9 +162,16 @@ public sealed partial class NodeGatewayService(
     {
         try
         {
-            await foreach (var message in outbound.ReadAllAsync(cancellationToken))
+            // Messages that are already queued behind this one are written without a flush of their own
+            // (gRPC's BufferHint): under load, many inference calls leave in one frame and one send.
+            var buffered = new WriteOptions(WriteFlags.BufferHint);
+            while (await outbound.WaitToReadAsync(cancellationToken))
             {
-                await responseStream.WriteAsync(message, cancellationToken);
+                while (outbound.TryRead(out var message))
+                {
+                    responseStream.WriteOptions = outbound.Count > 0 ? buffered : null;
+                    await responseStream.WriteAsync(message, cancellationToken);
+                }
             }
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
@@ -201,7 +208,8 @@ public sealed partial class NodeGatewayService(
                     }
 
                     scheduler.Heartbeat(nodeId, [.. heartbeat.LeaseIds]);
-                    await outbound.WriteAsync(new CoordinatorMessage { HeartbeatAck = new HeartbeatAck { Seq = heartbeat.Seq } }, cancellationToken);
+                    // Dropped when the node is not reading what it is sent: its next heartbeat asks again.
+                    outbound.TryWrite(new CoordinatorMessage { HeartbeatAck = new HeartbeatAck { Seq = heartbeat.Seq } });
                     break;
 
                 case NodeMessage.BodyOneofCase.Drain:

@@ -23,9 +23,13 @@ public sealed class NodeSessions : IDisposable
 
     public int Count => _byNode.Count;
 
-    /// <summary>A new outbound queue for a session.</summary>
+    /// <summary>
+    /// A new outbound queue for a session. When it is full, <c>TryWrite</c> answers false, so a caller
+    /// knows its message was not queued (an inference call fails over to another replica at once
+    /// instead of waiting for a reply to a message that was never sent).
+    /// </summary>
     public static Channel<CoordinatorMessage> CreateOutbound() => Channel.CreateBounded<CoordinatorMessage>(
-        new BoundedChannelOptions(OutboundCapacity) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
+        new BoundedChannelOptions(OutboundCapacity) { FullMode = BoundedChannelFullMode.Wait, SingleReader = true });
 
     /// <summary>Makes <paramref name="sessionId"/> the node's stream, ending the earlier one.</summary>
     public void Open(string address, string sessionId, CancellationTokenSource cancel, Channel<CoordinatorMessage> outbound)

@@ -44,6 +44,28 @@ public sealed class NodeCallHubTests
     }
 
     [Fact]
+    public async Task CallAsync_SessionsOutboundQueueFull_FailsAtOnceAsUnavailableInsteadOfWaitingForAReplyNeverAsked()
+    {
+        var hub = new NodeCallHub();
+        var outbound = Emc.Coordinator.Gateway.NodeSessions.CreateOutbound();
+        hub.SessionOpened("node-a", "s1", outbound.Writer);
+        for (var i = 0; i < Emc.Coordinator.Gateway.NodeSessions.OutboundCapacity; i++)
+        {
+            Assert.True(outbound.Writer.TryWrite(new CoordinatorMessage()));
+        }
+
+        var full = await Assert.ThrowsAsync<ReplicaUnavailableException>(() => hub.CallAsync("node-a", new InferCall { ReplicaId = "r" }, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.Contains("full", full.Message, StringComparison.Ordinal);
+        Assert.Equal(0, hub.Pending);
+
+        // Once the writer drains a message there is room again.
+        Assert.True(outbound.Reader.TryRead(out _));
+        var call = hub.CallAsync("node-a", new InferCall { ReplicaId = "r" }, CancellationToken.None);
+        Assert.False(call.IsCompleted);
+        Assert.Equal(1, hub.Pending);
+    }
+
+    [Fact]
     public async Task AbandonReplica_FailsOnlyThatReplicasCallsAsUnavailable_AndItsLateReplyIsUnmatched()
     {
         var hub = new NodeCallHub();
