@@ -29,7 +29,14 @@ public sealed class NodeSessions : IDisposable
     /// instead of waiting for a reply to a message that was never sent).
     /// </summary>
     public static Channel<CoordinatorMessage> CreateOutbound() => Channel.CreateBounded<CoordinatorMessage>(
-        new BoundedChannelOptions(OutboundCapacity) { FullMode = BoundedChannelFullMode.Wait, SingleReader = true });
+        new BoundedChannelOptions(OutboundCapacity)
+        {
+            FullMode = BoundedChannelFullMode.Wait,
+            SingleReader = true,
+            // The session's writer loop wakes on the writer's thread: an inference call goes onto the
+            // stream from the request's own thread instead of waiting for a thread-pool hop.
+            AllowSynchronousContinuations = true,
+        });
 
     /// <summary>Makes <paramref name="sessionId"/> the node's stream, ending the earlier one.</summary>
     public void Open(string address, string sessionId, CancellationTokenSource cancel, Channel<CoordinatorMessage> outbound)

@@ -26,6 +26,14 @@ public sealed record BatchingOptions
     /// <summary>Batches that may run at once, 1 or more. Default 1.</summary>
     public int MaxConcurrency { get; init; } = 1;
 
+    /// <summary>
+    /// When true, an item's result is handed over on the thread that ran its batch (or expired or
+    /// cancelled it): the caller's continuation runs there at once instead of being queued to the
+    /// thread pool, which saves a thread hop per item. For callers whose continuations are short and
+    /// never block, such as the node's reply to an inference call. Default false.
+    /// </summary>
+    public bool CompleteInline { get; init; }
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> when a setting is out of range; the batcher calls it when created.</summary>
     public void Validate()
     {

@@ -48,6 +48,7 @@ public sealed class DynamicBatcher<TItem, TResult> : IAsyncDisposable
     private readonly int _maxQueueSize;
     private readonly int _maxConcurrency;
     private readonly long _delay;
+    private readonly bool _completeInline;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly ITimer _timer;
@@ -94,6 +95,7 @@ public sealed class DynamicBatcher<TItem, TResult> : IAsyncDisposable
         _runBatch = runBatch;
         _rowCount = rowCount;
         _maxBatchSize = options.MaxBatchSize;
+        _completeInline = options.CompleteInline;
         _maxQueueSize = options.MaxQueueSize;
         _maxConcurrency = options.MaxConcurrency;
         _time = timeProvider ?? TimeProvider.System;
@@ -569,13 +571,17 @@ public sealed class DynamicBatcher<TItem, TResult> : IAsyncDisposable
                 Unlink(entry);
                 entry.State = EntryState.Done;
 
-                // Continuations run asynchronously, so completing under the lock runs no caller code.
-                if (entry.TrySetException(new DeadlineExceededException()))
+                // No caller code may run under the lock: an entry whose continuations run inline is
+                // completed from the thread pool (a rare path; the batch results are the hot one).
+                if (_completeInline)
+                {
+                    Interlocked.Increment(ref _expired);
+                    ThreadPool.UnsafeQueueUserWorkItem(static e => e.Expire(), entry, preferLocal: false);
+                }
+                else if (entry.Expire())
                 {
                     Interlocked.Increment(ref _expired);
                 }
-
-                entry.Registration.Unregister();
             }
             else
             {
@@ -603,7 +609,7 @@ public sealed class DynamicBatcher<TItem, TResult> : IAsyncDisposable
     private sealed class Entry : TaskCompletionSource<TResult>
     {
         public Entry(DynamicBatcher<TItem, TResult> owner, TItem item, int rows, long enqueuedAt, long deadlineAt)
-            : base(TaskCreationOptions.RunContinuationsAsynchronously)
+            : base(owner._completeInline ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously)
         {
             Owner = owner;
             Item = item;
@@ -613,6 +619,14 @@ public sealed class DynamicBatcher<TItem, TResult> : IAsyncDisposable
         }
 
         public DynamicBatcher<TItem, TResult> Owner { get; }
+
+        /// <summary>Fails the entry as past its deadline; true when this completed it.</summary>
+        public bool Expire()
+        {
+            var expired = TrySetException(new DeadlineExceededException());
+            Registration.Unregister();
+            return expired;
+        }
 
         public TItem Item { get; }
 

@@ -228,6 +228,8 @@ public sealed partial class InferenceHost : IAsyncDisposable
             new BatchingOptions
             {
                 MaxBatchSize = maxBatch,
+                // A reply is built and queued for the stream right where the batch ends.
+                CompleteInline = true,
                 MaxQueueDelay = TimeSpan.FromTicks(Math.Clamp(input.MaxDelayMicroseconds, 0, TimeSpan.TicksPerDay / 10) * 10),
                 MaxQueueSize = Math.Max(1, input.MaxQueue),
                 MaxConcurrency = 1,

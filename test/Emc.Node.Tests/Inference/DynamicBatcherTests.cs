@@ -565,7 +565,57 @@ public sealed class DynamicBatcherTests
     }
 
     [Fact]
-    public async Task ManyProducersCancellingAndExpiring_EveryItemEndsExactlyOnce_CountsAddUp()
+    public async Task CompleteInline_CallersContinuationRunsOnTheBatchsThread()
+    {
+        var batchThread = 0;
+        await using var batcher = new DynamicBatcher<int, int>(
+            async (items, _) =>
+            {
+                await Task.Yield();
+                batchThread = Environment.CurrentManagedThreadId;
+                return items.Select(i => -i).ToArray();
+            },
+            new BatchingOptions { CompleteInline = true });
+
+        var continuationThread = await batcher.EnqueueAsync(7, CancellationToken.None)
+            .ContinueWith(task => (task.Result, Environment.CurrentManagedThreadId), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default)
+            .WaitAsync(Timeout);
+        Assert.Equal((-7, batchThread), continuationThread);
+    }
+
+    [Fact]
+    public async Task CompleteInline_ItemExpiringWhileQueued_ItsContinuationMayEnqueueAgain()
+    {
+        // An expired item's continuation runs no caller code under the batcher's lock: enqueueing from it works.
+        var probe = new BatchProbe(blocking: true);
+        var clock = new FakeTimeProvider();
+        await using var batcher = new DynamicBatcher<int, string>(probe.RunAsync, new BatchingOptions { MaxBatchSize = 4, CompleteInline = true }, timeProvider: clock);
+        var first = batcher.EnqueueAsync(0, CancellationToken.None);
+        var busy = await probe.NextAsync();
+        var again = new TaskCompletionSource<Task<string>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var expiring = batcher.EnqueueAsync(1, clock.GetUtcNow().AddMilliseconds(5), CancellationToken.None);
+        _ = expiring.ContinueWith(
+            _ => again.SetResult(batcher.EnqueueAsync(2, CancellationToken.None)),
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+
+        clock.Advance(TimeSpan.FromMilliseconds(5));
+        await Assert.ThrowsAsync<DeadlineExceededException>(() => expiring.WaitAsync(Timeout));
+        var retried = await again.Task.WaitAsync(Timeout);
+        Assert.Equal(1, batcher.Stats.Expired);
+
+        busy.Release();
+        var next = await probe.NextAsync();
+        Assert.Equal([2], next.Items);
+        next.Release();
+        Assert.Equal(["r0", "r2"], await Task.WhenAll(first, retried).WaitAsync(Timeout));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ManyProducersCancellingAndExpiring_EveryItemEndsExactlyOnce_CountsAddUp(bool completeInline)
     {
         const int Producers = 4;
         const int PerProducer = 400;
@@ -582,7 +632,7 @@ public sealed class DynamicBatcherTests
 
                 return items.Select(i => -i).ToArray();
             },
-            new BatchingOptions { MaxBatchSize = 8, MaxConcurrency = 2, MaxQueueSize = 64 },
+            new BatchingOptions { MaxBatchSize = 8, MaxConcurrency = 2, MaxQueueSize = 64, CompleteInline = completeInline },
             timeProvider: clock);
 
         var producers = Enumerable.Range(0, Producers).Select(p => Task.Run(async () =>
