@@ -187,7 +187,7 @@ public sealed class ExternalEngine : IDisposable
         {
             response = await _http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         }
-        catch (HttpRequestException ex)
+        catch (HttpRequestException ex) when (!cancellationToken.IsCancellationRequested)
         {
             await send(Failure(id, InferErrorKind.Unavailable, $"engine '{Name}' does not answer: {ex.Message}"));
             return;
@@ -257,7 +257,12 @@ public sealed class ExternalEngine : IDisposable
                     }
                 }
             }
-            catch (Exception ex) when (ex is HttpRequestException or IOException or InvalidDataException && !cancellationToken.IsCancellationRequested)
+            catch (Exception ex) when (cancellationToken.IsCancellationRequested && ex is not OperationCanceledException)
+            {
+                // Aborting the request may surface as a broken read rather than a cancellation.
+                throw new OperationCanceledException("the engine call was cancelled", ex, cancellationToken);
+            }
+            catch (Exception ex) when (ex is HttpRequestException or IOException or InvalidDataException)
             {
                 await send(Failure(id, sentAny ? InferErrorKind.Internal : InferErrorKind.Unavailable, $"engine '{Name}' failed mid-answer: {ex.Message}"));
             }
