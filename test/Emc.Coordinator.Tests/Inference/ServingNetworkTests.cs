@@ -211,7 +211,7 @@ internal sealed class ServingNodes(TestCoordinator coordinator) : IAsyncDisposab
 
     public IReadOnlyList<NodeAgent> Agents => [.. _nodes.Where(n => !n.Run.IsCompleted).Select(n => n.Agent)];
 
-    public async Task StartAsync(int count)
+    public async Task StartAsync(int count, IReadOnlyList<Emc.Node.Inference.EngineEndpoint>? engines = null)
     {
         var started = new List<NodeAgent>();
         for (var i = 0; i < count; i++)
@@ -227,6 +227,7 @@ internal sealed class ServingNodes(TestCoordinator coordinator) : IAsyncDisposab
                     InferenceThreads = 1,
                     DrainTimeout = TimeSpan.FromSeconds(10),
                     LinkBenchmarkBytes = 64 * 1024,
+                    Engines = engines ?? [],
                 },
                 new FixedProbe(),
                 TimeProvider.System,
