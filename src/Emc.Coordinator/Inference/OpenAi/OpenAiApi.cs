@@ -232,6 +232,7 @@ public static partial class OpenAiApi
             {
                 // The status went out with the first event; the error is an event of its own, as vLLM sends it.
                 meter.Record(new MeteredRequest(result.DeploymentId, request.Model, result.ReplicaId, new TokenUsage(result.PromptTokens, sentTokens), time.GetUtcNow()));
+                sentTokens = -1;
                 await WriteEventAsync(response, buffer, json => WriteError(json, new OpenAiException(503, "server_error", ex.Message, null, "generation_failed")), aborted);
                 await response.Body.WriteAsync("data: [DONE]\n\n"u8.ToArray(), aborted);
                 await response.Body.FlushAsync(aborted);
@@ -365,6 +366,16 @@ public static partial class OpenAiApi
         response.Headers["X-Accel-Buffering"] = "no";
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
         var buffer = new ArrayBufferWriter<byte>(1024);
+        var metered = false;
+        void Meter()
+        {
+            if (!metered)
+            {
+                metered = true;
+                meter.Record(new MeteredRequest(answer.DeploymentId, model, answer.ReplicaId, answer.Usage, time.GetUtcNow()));
+            }
+        }
+
         try
         {
             try
@@ -381,20 +392,22 @@ public static partial class OpenAiApi
             }
             catch (GenerationException ex)
             {
-                meter.Record(new MeteredRequest(answer.DeploymentId, model, answer.ReplicaId, answer.Usage, time.GetUtcNow()));
+                Meter();
                 await WriteEventAsync(response, buffer, json => WriteError(json, new OpenAiException(503, "server_error", ex.Message, null, "engine_failed")), aborted);
                 await response.Body.WriteAsync("data: [DONE]\n\n"u8.ToArray(), aborted);
                 await response.Body.FlushAsync(aborted);
                 return;
             }
 
-            meter.Record(new MeteredRequest(answer.DeploymentId, model, answer.ReplicaId, answer.Usage, time.GetUtcNow()));
+            Meter();
             await response.Body.WriteAsync("data: [DONE]\n\n"u8.ToArray(), aborted);
             await response.Body.FlushAsync(aborted);
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
-            // The client went away: the engine request is stopped on the node through the same token.
+            // The client went away: the engine request is stopped on the node through the same token. The
+            // engine worked for it, but its usage never came: an unmetered answer.
+            Meter();
         }
     }
 
