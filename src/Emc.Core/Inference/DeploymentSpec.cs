@@ -68,8 +68,10 @@ public sealed record DeploymentView
 }
 
 /// <summary>
-/// One replica: where it runs and how loaded it is. <paramref name="Reason"/> says why a replica that is
-/// not ready yet waits (the scheduler's explanation, such as "no node labelled engine:x=openai").
+/// One replica: where it runs and how loaded it is. <paramref name="State"/> is "ready" (serving),
+/// "starting" (placed on a node that loads it) or "waiting" (for a node that fits); <paramref name="Reason"/>
+/// says why a replica that is not ready waits (the scheduler's explanation, such as
+/// "no node labelled engine:x=openai").
 /// </summary>
 public sealed record ReplicaView(string Id, string NodeId, string State, int Outstanding, long Served, string? Reason = null);
 
