@@ -11,25 +11,42 @@ namespace Emc.Cli.Commands;
 /// <summary>`emc model deploy`, `emc model undeploy` and `emc deployments`: models served by replicas on nodes.</summary>
 internal static class DeployCommands
 {
-    private static readonly string[] Header = ["ID", "MODEL", "STATE", "REPLICAS", "DESIRED", "BATCH", "DEVICE", "CREATED"];
+    private static readonly string[] Header = ["ID", "KIND", "MODEL", "STATE", "REPLICAS", "DESIRED", "BATCH", "DEVICE", "REQUESTS", "TOKENS IN/OUT", "CREATED"];
 
-    /// <summary>`emc model deploy NAME[:VERSION] --replicas MIN..MAX [--max-batch B] [--max-delay-us D] [--device cpu|cuda]`.</summary>
+    /// <summary>
+    /// `emc model deploy NAME[:VERSION] --replicas MIN..MAX [--max-batch B] [--max-delay-us D] [--device cpu|cuda]`,
+    /// or `emc model deploy NAME --engine --replicas MIN..MAX` for an external engine the nodes expose.
+    /// </summary>
     public static Command Deploy()
     {
         var coordinator = CommonOptions.Coordinator();
         var json = CommonOptions.Json();
-        var reference = new Argument<string>("model") { Description = "NAME or NAME:VERSION (default: the newest version)." };
+        var reference = new Argument<string>("model") { Description = "NAME or NAME:VERSION (default: the newest version); with --engine, the engine's NAME." };
         var replicas = new Option<string>("--replicas") { Description = "MIN..MAX replicas, or one number for both (default 1).", DefaultValueFactory = _ => "1" };
         var maxBatch = new Option<int>("--max-batch") { Description = "Rows per batch a replica forms (default 1: no batching).", DefaultValueFactory = _ => 1 };
         var maxDelay = new Option<long>("--max-delay-us") { Description = "How long a partial batch waits for more requests, microseconds (default 0)." };
         var device = new Option<string>("--device") { Description = "cpu or cuda (default cpu).", DefaultValueFactory = _ => "cpu" };
-        var maxOngoing = new Option<int>("--max-ongoing") { Description = "Requests the router keeps in flight on one replica (default max(8, 2 x max-batch), so that batches can fill)." };
-        var command = new Command("deploy", "Serve a registered model on nodes.") { coordinator, json, reference, replicas, maxBatch, maxDelay, device, maxOngoing };
+        var maxOngoing = new Option<int>("--max-ongoing") { Description = "Requests the router keeps in flight on one replica (default max(8, 2 x max-batch), so that batches can fill; 32 for an engine)." };
+        var engine = new Option<bool>("--engine")
+        {
+            Description = "Deploy the external engine NAME that nodes expose (emc node --engine NAME=URL) instead of a registered model: "
+                + "replicas go to nodes that have it, and OpenAI requests for NAME pass through to it.",
+        };
+        var command = new Command("deploy", "Serve a registered model, or an external engine, on nodes.") { coordinator, json, reference, replicas, maxBatch, maxDelay, device, maxOngoing, engine };
         command.SetAction(async (result, cancellationToken) =>
         {
-            if (!ModelCommand.TryParseReference(result.GetValue(reference)!, out var name, out var version))
+            var isEngine = result.GetValue(engine);
+            if (!ModelCommand.TryParseReference(result.GetValue(reference)!, out var name, out var version) || (isEngine && (version is not null || !EngineNames.IsValid(name))))
             {
-                await Console.Error.WriteLineAsync($"emc model deploy: '{result.GetValue(reference)}' is not NAME or NAME:VERSION.");
+                await Console.Error.WriteLineAsync(isEngine
+                    ? $"emc model deploy: '{result.GetValue(reference)}' is not an engine name: {EngineNames.Rule}."
+                    : $"emc model deploy: '{result.GetValue(reference)}' is not NAME or NAME:VERSION.");
+                return 2;
+            }
+
+            if (isEngine && (result.GetResult(maxBatch) is { Implicit: false } || result.GetResult(maxDelay) is { Implicit: false } || result.GetResult(device) is { Implicit: false }))
+            {
+                await Console.Error.WriteLineAsync("emc model deploy: --max-batch, --max-delay-us and --device do not apply to an engine, which batches on its own devices.");
                 return 2;
             }
 
@@ -43,6 +60,7 @@ internal static class DeployCommands
             {
                 Model = name,
                 Version = version,
+                Engine = isEngine,
                 MinReplicas = min,
                 MaxReplicas = max,
                 MaxBatch = result.GetValue(maxBatch),
@@ -55,7 +73,9 @@ internal static class DeployCommands
                 var view = await EmcApiClient.Create(result.GetValue(coordinator)!).DeployAsync(spec, cancellationToken);
                 Console.WriteLine(result.GetValue(json)
                     ? JsonSerializer.Serialize(view, EmcJson.Indented)
-                    : $"Deployed {view.Spec.Model}:{view.Version} as {view.Id} ({view.Spec.MinReplicas}..{view.Spec.MaxReplicas} replicas). Call it with: emc infer {view.Spec.Model} --input FILE|JSON");
+                    : view.Spec.Engine
+                        ? $"Deployed engine {view.Spec.Model} as {view.Id} ({view.Spec.MinReplicas}..{view.Spec.MaxReplicas} replicas, on nodes started with --engine {view.Spec.Model}=URL). Call it with: emc chat {view.Spec.Model}, or the OpenAI API at /v1"
+                        : $"Deployed {view.Spec.Model}:{view.Version} as {view.Id} ({view.Spec.MinReplicas}..{view.Spec.MaxReplicas} replicas). Call it with: emc infer {view.Spec.Model} --input FILE|JSON");
             });
         });
         return command;
@@ -94,18 +114,28 @@ internal static class DeployCommands
             rows.AddRange(deployments.Select(d => new[]
             {
                 d.Id,
-                $"{d.Spec.Model}:{d.Version}",
+                d.Kind,
+                d.Spec.Engine ? d.Spec.Model : $"{d.Spec.Model}:{d.Version}",
                 d.State,
                 $"{d.Replicas.Count(r => r.State == "ready")}/{d.Replicas.Count} ({d.Spec.MinReplicas}..{d.Spec.MaxReplicas})",
                 d.DesiredReplicas.ToString(CultureInfo.InvariantCulture),
-                d.Spec.MaxBatch == 1 ? "off" : string.Create(CultureInfo.InvariantCulture, $"{d.Spec.MaxBatch} / {d.Spec.MaxDelayMicroseconds} µs"),
-                d.Spec.Device,
+                d.Spec.Engine ? "-" : d.Spec.MaxBatch == 1 ? "off" : string.Create(CultureInfo.InvariantCulture, $"{d.Spec.MaxBatch} / {d.Spec.MaxDelayMicroseconds} µs"),
+                d.Spec.Engine ? "-" : d.Spec.Device,
+                d.Usage.Unmetered == 0
+                    ? d.Usage.Requests.ToString(CultureInfo.InvariantCulture)
+                    : string.Create(CultureInfo.InvariantCulture, $"{d.Usage.Requests} ({d.Usage.Unmetered} unmetered)"),
+                string.Create(CultureInfo.InvariantCulture, $"{d.Usage.PromptTokens}/{d.Usage.CompletionTokens}"),
                 d.CreatedAt.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
             }));
             Console.WriteLine(Table.Format(rows));
-            foreach (var deployment in deployments.Where(d => d.Reason is not null))
+
+            // Why replicas wait, in the scheduler's words (such as no node with the engine's label).
+            foreach (var d in deployments)
             {
-                Console.WriteLine($"{deployment.Id} waits: {deployment.Reason}");
+                foreach (var reason in d.Replicas.Where(r => r.State != "ready" && !string.IsNullOrEmpty(r.Reason)).Select(r => r.Reason).Distinct(StringComparer.Ordinal))
+                {
+                    Console.WriteLine($"{d.Id}: waiting: {reason}");
+                }
             }
         }));
         return command;

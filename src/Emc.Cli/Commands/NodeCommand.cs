@@ -36,7 +36,14 @@ internal static class NodeCommand
             Description = "CPU threads ONNX Runtime uses per served model (0 = its choice, one per physical core; the default).",
             DefaultValueFactory = _ => 0,
         };
-        var command = new Command("node", "Run a node agent: register with the coordinator and take work.") { coordinator, name, data, devices, labels, price, threads, inferenceThreads };
+        var engines = new Option<string[]>("--engine")
+        {
+            Description = "Serve an OpenAI-compatible server this machine runs (vLLM, llama.cpp server, ...) as NAME=URL, such as "
+                + "tiny=http://127.0.0.1:8080/v1: NAME is the model name the network serves it under (deploy it with "
+                + "`emc model deploy NAME --engine`), URL its OpenAI base URL (http or https). Repeat for more.",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var command = new Command("node", "Run a node agent: register with the coordinator and take work.") { coordinator, name, data, devices, labels, price, threads, inferenceThreads, engines };
         command.SetAction(async (result, _) =>
         {
             NodeAgentOptions options;
@@ -49,10 +56,12 @@ internal static class NodeCommand
                     DataDirectory = Path.GetFullPath(result.GetValue(data)!),
                     Devices = result.GetValue(devices)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
                     Labels = NodeOptionParser.ParseLabels(result.GetValue(labels) ?? []),
+                    Engines = NodeOptionParser.ParseEngines(result.GetValue(engines) ?? []),
                     Price = NodeOptionParser.ParsePrice(result.GetValue(price)),
                     TrainingThreads = result.GetValue(threads) is var t and >= 0 and <= 1024 ? t : throw new ArgumentException("--training-threads must be 0 to 1024."),
                     InferenceThreads = result.GetValue(inferenceThreads) is var i and >= 0 and <= 1024 ? i : throw new ArgumentException("--inference-threads must be 0 to 1024."),
                 };
+                options.Validate();
             }
             catch (ArgumentException ex)
             {

@@ -254,6 +254,11 @@ public sealed partial class NodeGatewayService(
                     calls.ChunkReceived(nodeId, message.GenerateChunk);
                     break;
 
+                case NodeMessage.BodyOneofCase.EngineChunk:
+                    // Matched among this node's engine calls only, like replies.
+                    calls.EngineChunkReceived(nodeId, message.EngineChunk);
+                    break;
+
                 case NodeMessage.BodyOneofCase.ReplicaStatus:
                     calls.StatusReceived(nodeId, message.ReplicaStatus);
                     break;

@@ -36,6 +36,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
     private readonly TrainingStore _registry;
     private readonly SchedulerService _scheduler;
     private readonly NodeCallHub _hub;
+    private readonly IUsageMeter _usage;
     private readonly DeploymentOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -52,6 +53,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         TrainingStore registry,
         SchedulerService scheduler,
         NodeCallHub hub,
+        IUsageMeter usage,
         DeploymentOptions options,
         TimeProvider timeProvider,
         ILoggerFactory loggers)
@@ -60,6 +62,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         _registry = registry;
         _scheduler = scheduler;
         _hub = hub;
+        _usage = usage;
         _options = options;
         _time = timeProvider;
         _loggers = loggers;
@@ -76,7 +79,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
 
     public async ValueTask<ModelMetadata?> GetMetadataAsync(string model, string? version, CancellationToken cancellationToken)
     {
-        if (Resolve(model, version) is { } deployment)
+        if (ResolveModel(model, version) is { } deployment)
         {
             return deployment.Metadata;
         }
@@ -91,12 +94,12 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
     }
 
     public ValueTask<bool> IsReadyAsync(string model, string? version, CancellationToken cancellationToken) =>
-        ValueTask.FromResult(Resolve(model, version) is { } deployment && deployment.Router.ReplicaCount > 0);
+        ValueTask.FromResult(ResolveModel(model, version) is { } deployment && deployment.Router.ReplicaCount > 0);
 
     public async Task<InferResponse> InferAsync(string model, string? version, InferRequest request, DateTimeOffset deadline, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var deployment = Resolve(model, version) ?? throw OipException.UnknownModel(model, version);
+        var deployment = ResolveModel(model, version) ?? throw OipException.UnknownModel(model, version);
         OipValidator.EnsureValid(request, deployment.Metadata);
         long bytes = 0;
         foreach (var input in request.Inputs)
@@ -126,8 +129,8 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
     // ------------------------------------------------------------ text generation
 
     /// <summary>
-    /// The deployed byte-level language models that have a ready replica: a model whose registered input
-    /// is INT64 tokens [-1, -1] and whose output is logits [-1, -1, 256]. The newest version of each name.
+    /// The deployed language models that have a ready replica: a byte-level model (registered input INT64
+    /// tokens [-1, -1], output logits [-1, -1, 256]), newest version of each name, or an external engine.
     /// </summary>
     public IReadOnlyList<LanguageModelInfo> ListLanguageModels()
     {
@@ -137,9 +140,19 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             for (var i = deployments.Length - 1; i >= 0; i--)
             {
                 var deployment = deployments[i];
+                if (deployment.IsEngine)
+                {
+                    if (deployment.Router.ReplicaCount > 0)
+                    {
+                        models.Add(new LanguageModelInfo(name, 0, deployment.Record.CreatedAt, 0, Engine: true));
+                    }
+
+                    break;
+                }
+
                 if (IsLanguageModel(deployment.Metadata) && deployment.Router.ReplicaCount > 0)
                 {
-                    models.Add(new LanguageModelInfo(name, deployment.Record.Version, deployment.Record.CreatedAt, TextContext(deployment.Descriptor)));
+                    models.Add(new LanguageModelInfo(name, deployment.Record.Version, deployment.Record.CreatedAt, TextContext(deployment.Descriptor!)));
                     break;
                 }
             }
@@ -161,7 +174,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         var deployment = Resolve(model, null)
             ?? (colon > 0 ? Resolve(model[..colon], model[(colon + 1)..]) : null)
             ?? throw new GenerationException(GenerationFailure.NotFound, $"The model '{model}' does not exist or is not deployed.");
-        if (!IsLanguageModel(deployment.Metadata))
+        if (deployment.IsEngine || !IsLanguageModel(deployment.Metadata))
         {
             throw new GenerationException(GenerationFailure.BadRequest, $"The model '{model}' is not a byte-level language model (INT64 tokens [-1, -1] in, logits [-1, -1, 256] out).");
         }
@@ -182,7 +195,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         var first = await Task.WhenAny(sink.Started, routing);
         if (first == sink.Started || sink.HasStarted)
         {
-            return new GenerationResult(sink.Reader, request.Prompt.Length, await sink.Started);
+            return new GenerationResult(sink.Reader, request.Prompt.Length, await sink.Started) { DeploymentId = deployment.Record.Id };
         }
 
         var outcome = await routing;
@@ -192,6 +205,53 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             RouteOutcome.Overloaded => new GenerationException(GenerationFailure.Overloaded, $"The model '{model}' is overloaded: every replica is busy and the queue is full. Retry later."),
             RouteOutcome.NoReplicas => new GenerationException(GenerationFailure.Unavailable, $"The model '{model}' has no ready replica."),
             RouteOutcome.DeadlineExceeded => new GenerationException(GenerationFailure.DeadlineExceeded, "The request timed out before the first token."),
+            RouteOutcome.Canceled => new OperationCanceledException(cancellationToken),
+            _ => new GenerationException(GenerationFailure.Unavailable, $"The model '{model}' is unavailable: {outcome.Error?.Message}"),
+        };
+    }
+
+    /// <summary>Whether <paramref name="model"/> names an external engine's deployment (then OpenAI requests pass through to it).</summary>
+    public bool IsEngine(string model) =>
+        _byModel.TryGetValue(model, out var deployments) && deployments[^1].IsEngine;
+
+    /// <summary>
+    /// Passes one OpenAI request to a replica of the engine deployment <paramref name="model"/> and returns
+    /// once its answer started (the status of a whole answer, or a stream's first event): a replica that
+    /// fails before that, or whose node sends something malformed, is replaced by another. Throws
+    /// <see cref="GenerationException"/> when no replica could answer.
+    /// </summary>
+    public async Task<EngineResponse> CallEngineAsync(string model, EngineRequest request, DateTimeOffset deadline, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(request);
+        var deployment = Resolve(model, null) is { IsEngine: true } found
+            ? found
+            : throw new GenerationException(GenerationFailure.NotFound, $"The model '{model}' is not an engine deployment.");
+        var sink = new EngineSink();
+        var routing = deployment.Router.RouteAsync(new RoutedCall(request, deployment.Metadata, deadline, sink), deadline, cancellationToken).AsTask();
+        _ = routing.ContinueWith(
+            static (task, state) =>
+            {
+                var result = task.Result;
+                ((EngineSink)state!).Complete(result.Outcome == RouteOutcome.Success ? null : new GenerationException(GenerationFailure.Unavailable, RouteText(result)));
+            },
+            sink,
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+        var first = await Task.WhenAny(sink.Started, routing);
+        if (first == sink.Started || sink.HasStarted)
+        {
+            return new EngineResponse(sink, await sink.Started, deployment.Record.Id);
+        }
+
+        var outcome = await routing;
+        throw outcome.Outcome switch
+        {
+            RouteOutcome.Rejected => new GenerationException(GenerationFailure.BadRequest, outcome.Error!.Message),
+            RouteOutcome.Overloaded => new GenerationException(GenerationFailure.Overloaded, $"The model '{model}' is overloaded: every replica is busy and the queue is full. Retry later."),
+            RouteOutcome.NoReplicas => new GenerationException(GenerationFailure.Unavailable, $"The model '{model}' has no ready replica."),
+            RouteOutcome.DeadlineExceeded => new GenerationException(GenerationFailure.DeadlineExceeded, "The request timed out before the engine answered."),
             RouteOutcome.Canceled => new OperationCanceledException(cancellationToken),
             _ => new GenerationException(GenerationFailure.Unavailable, $"The model '{model}' is unavailable: {outcome.Error?.Message}"),
         };
@@ -228,6 +288,16 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             throw new DeploymentException(400, string.Join("; ", problems));
         }
 
+        if (spec.Engine)
+        {
+            return await DeployEngineAsync(spec, cancellationToken);
+        }
+
+        if (await RunAsync(() => Task.FromResult(_deployments.Values.FirstOrDefault(d => d.IsEngine && d.Record.Spec.Model == spec.Model)), cancellationToken) is { } engine)
+        {
+            throw new DeploymentException(409, $"'{spec.Model}' is deployed as the external engine '{engine.Record.Id}'; undeploy it first");
+        }
+
         var row = await _registry.GetModelAsync(spec.Model, spec.Version, cancellationToken)
             ?? throw new DeploymentException(404, spec.Version is null ? $"no model named '{spec.Model}'" : $"model '{spec.Model}' has no version {spec.Version}");
         var descriptor = JsonSerializer.Deserialize<ModelDescriptor>(row.DescriptorJson, EmcJson.Options)!;
@@ -249,6 +319,32 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         }
 
         await RunAsync(() => Activate(record, descriptor), cancellationToken);
+        return await GetAsync(record.Id, cancellationToken) ?? throw new DeploymentException(404, $"deployment '{record.Id}' was removed");
+    }
+
+    /// <summary>
+    /// Deploys an external engine: no registry entry, replicas only on nodes labelled engine:NAME=openai.
+    /// One deployment per name, engine or model.
+    /// </summary>
+    private async Task<DeploymentView> DeployEngineAsync(DeploymentSpec spec, CancellationToken cancellationToken)
+    {
+        var record = new DeploymentRecord(spec.Model + "-engine", spec with { Version = null }, 0, _time.GetUtcNow());
+        await RunAsync(
+            async () =>
+            {
+                if (_deployments.Values.FirstOrDefault(d => d.Record.Spec.Model == spec.Model) is { } existing)
+                {
+                    throw new DeploymentException(409, $"'{spec.Model}' is already deployed as '{existing.Record.Id}'");
+                }
+
+                if (!await _store.AddAsync(record, cancellationToken))
+                {
+                    throw new DeploymentException(409, $"engine '{spec.Model}' is already deployed as '{record.Id}'");
+                }
+
+                await Activate(record, null);
+            },
+            cancellationToken);
         return await GetAsync(record.Id, cancellationToken) ?? throw new DeploymentException(404, $"deployment '{record.Id}' was removed");
     }
 
@@ -406,6 +502,13 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
 
         foreach (var record in await _store.ListAsync(cancellationToken))
         {
+            if (record.Spec.Engine)
+            {
+                left.Remove(record.Id, out var adoptedEngine);
+                await Activate(record, null, adoptedEngine);
+                continue;
+            }
+
             var row = await _registry.GetModelAsync(record.Spec.Model, record.Version, cancellationToken);
             if (row is null)
             {
@@ -423,13 +526,13 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         }
     }
 
-    private async Task Activate(DeploymentRecord record, ModelDescriptor descriptor, List<JobView>? adopted = null)
+    private async Task Activate(DeploymentRecord record, ModelDescriptor? descriptor, List<JobView>? adopted = null)
     {
         var spec = record.Spec;
         var deployment = new Deployment(
             record,
             descriptor,
-            BuildMetadata(descriptor),
+            descriptor is null ? EngineMetadata(spec.Model) : BuildMetadata(descriptor),
             new ReplicaRouter<RoutedCall, InferResponse>(record.Id, _options.Router, _time, _loggers.CreateLogger("Emc.Coordinator.Inference.Router")),
             new Autoscaler(new AutoscalerOptions
             {
@@ -523,15 +626,38 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
     private async Task<ReplicaJob?> SubmitReplicaAsync(Deployment deployment, CancellationToken cancellationToken)
     {
         var spec = deployment.Record.Spec;
-        var input = new ServeTaskInput
+        ServeTaskInput input;
+        ResourceDemand demand;
+        if (deployment.Descriptor is { } descriptor)
         {
-            Deployment = deployment.Record.Id,
-            Model = deployment.Descriptor with { Metrics = null },
-            MaxBatch = spec.MaxBatch,
-            MaxDelayMicroseconds = spec.MaxDelayMicroseconds,
-            MaxQueue = spec.MaxQueue,
-        };
-        var key = ServeTaskInput.ModelKey(deployment.Descriptor);
+            input = new ServeTaskInput
+            {
+                Deployment = deployment.Record.Id,
+                Model = descriptor with { Metrics = null },
+                MaxBatch = spec.MaxBatch,
+                MaxDelayMicroseconds = spec.MaxDelayMicroseconds,
+                MaxQueue = spec.MaxQueue,
+            };
+            var key = ServeTaskInput.ModelKey(descriptor);
+            demand = new ResourceDemand
+            {
+                Device = string.Equals(spec.Device, "cuda", StringComparison.OrdinalIgnoreCase) ? DeviceKind.Cuda : DeviceKind.Cpu,
+                // Weights, a copy for the runtime and room for activations.
+                DeviceMemoryBytes = descriptor.Bytes * 3,
+                CacheKeys = key.Length > 0 ? [key] : [],
+            };
+        }
+        else
+        {
+            // The engine runs on its own devices: the replica needs only a node that has it.
+            input = new ServeTaskInput { Deployment = deployment.Record.Id, Engine = spec.Model, MaxQueue = spec.MaxQueue };
+            demand = new ResourceDemand { Labels = new Dictionary<string, string> { [EngineNames.LabelKey(spec.Model)] = EngineNames.LabelValue } };
+        }
+
+        // A replica shares its device with training and other replicas (it needs memory, not a task
+        // slot), and a deployment's replicas spread over distinct nodes while there are any.
+        demand = demand with { Shared = true, SpreadGroup = deployment.Record.Id };
+
         JobView view;
         try
         {
@@ -541,16 +667,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
                     Name = JobPrefix + deployment.Record.Id,
                     Account = Account,
                     Priority = PriorityClass.High,
-                    Demand = new ResourceDemand
-                    {
-                        Device = string.Equals(spec.Device, "cuda", StringComparison.OrdinalIgnoreCase) ? DeviceKind.Cuda : DeviceKind.Cpu,
-                        // Weights, a copy for the runtime and room for activations.
-                        DeviceMemoryBytes = deployment.Descriptor.Bytes * 3,
-                        CacheKeys = key.Length > 0 ? [key] : [],
-                        // A replica shares its device with training and other replicas: it needs memory, not a task slot.
-                        Shared = true,
-                        SpreadGroup = deployment.Record.Id,
-                    },
+                    Demand = demand,
                     MaxRetries = JobSpecValidator.MaxRetriesLimit,
                     Tasks = [new TaskSpec { Kind = ServeTaskInput.Kind, Input = JsonSerializer.Serialize(input, EmcJson.Options) }],
                 },
@@ -764,6 +881,9 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         return null;
     }
 
+    /// <summary>A deployment of a registered model (not an engine), for the Open Inference Protocol.</summary>
+    private Deployment? ResolveModel(string model, string? version) => Resolve(model, version) is { IsEngine: false } deployment ? deployment : null;
+
     private void PublishByModel() =>
         _byModel = _deployments.Values
             .GroupBy(d => d.Record.Spec.Model, StringComparer.Ordinal)
@@ -787,7 +907,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
     }
 
     /// <summary>
-    /// The deployment as the API shows it. A replica not serving yet is "queued" (no node has taken it;
+    /// The deployment as the API shows it. A replica not serving yet is "waiting" (no node has taken it;
     /// the scheduler's reason says why, such as "no node with ≥ 2 GiB device memory on a cuda device")
     /// or "starting" (its node is loading the model); a deployment with none serving repeats the first
     /// reason, so a pending deployment says what it waits for.
@@ -806,8 +926,8 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
 
             var task = await _scheduler.GetTaskAsync(job.TaskId, cancellationToken);
             replicas.Add(task?.State == TaskState.Queued
-                ? new ReplicaView(job.TaskId, "", "queued", 0, 0) { Reason = task.Reason }
-                : new ReplicaView(job.TaskId, task?.NodeId ?? job.NodeId ?? "", "starting", 0, 0) { Reason = task?.NodeId is { } node ? $"node {node} is loading the model" : null });
+                ? new ReplicaView(job.TaskId, "", "waiting", 0, 0, task.Reason)
+                : new ReplicaView(job.TaskId, task?.NodeId ?? job.NodeId ?? "", "starting", 0, 0, task?.NodeId is { } node ? $"node {node} is loading the model" : null));
         }
 
         var ready = replicas.Count(r => r.State == "ready");
@@ -821,6 +941,8 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             DesiredReplicas = deployment.Desired,
             Replicas = replicas,
             CreatedAt = deployment.Record.CreatedAt,
+            Kind = deployment.IsEngine ? "engine" : "model",
+            Usage = _usage.GetUsage(deployment.Record.Id),
         };
     }
 
@@ -829,7 +951,19 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
     {
         ArgumentNullException.ThrowIfNull(spec);
         var errors = new List<string>();
-        if (string.IsNullOrWhiteSpace(spec.Model) || spec.Model.Length > 200)
+        if (spec.Engine)
+        {
+            if (!EngineNames.IsValid(spec.Model))
+            {
+                errors.Add($"model must name an engine: {EngineNames.Rule}");
+            }
+
+            if (spec.Version is not null)
+            {
+                errors.Add("an engine has no versions");
+            }
+        }
+        else if (string.IsNullOrWhiteSpace(spec.Model) || spec.Model.Length > 200)
         {
             errors.Add("model must name a registered model");
         }
@@ -872,6 +1006,16 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         return errors;
     }
 
+    /// <summary>What an engine deployment shows where a model's metadata goes: its name, no tensors (it answers the OpenAI API only).</summary>
+    private static ModelMetadata EngineMetadata(string name) => new()
+    {
+        Name = name,
+        Versions = [],
+        Platform = "openai_engine",
+        Inputs = [],
+        Outputs = [],
+    };
+
     /// <summary>The Open Inference Protocol metadata of a registered model: its declared inputs and outputs, or those of a zoo model's logits.</summary>
     public static ModelMetadata BuildMetadata(ModelDescriptor descriptor)
     {
@@ -899,13 +1043,16 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         };
     }
 
-    private sealed class Deployment(DeploymentRecord record, ModelDescriptor descriptor, ModelMetadata metadata, ReplicaRouter<RoutedCall, InferResponse> router, Autoscaler autoscaler)
+    private sealed class Deployment(DeploymentRecord record, ModelDescriptor? descriptor, ModelMetadata metadata, ReplicaRouter<RoutedCall, InferResponse> router, Autoscaler autoscaler)
     {
         public DeploymentRecord Record { get; } = record;
 
         public string Version { get; } = record.Version.ToString(CultureInfo.InvariantCulture);
 
-        public ModelDescriptor Descriptor { get; } = descriptor;
+        /// <summary>The registered model; null for an external engine.</summary>
+        public ModelDescriptor? Descriptor { get; } = descriptor;
+
+        public bool IsEngine => Descriptor is null;
 
         public ModelMetadata Metadata { get; } = metadata;
 

@@ -3,13 +3,17 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Emc.Coordinator.Inference;
 
-/// <summary>Registers serving: the node call hub, the deployment service (also the <see cref="IInferenceBackend"/>) and an in-memory deployment store unless another is registered.</summary>
+/// <summary>
+/// Registers serving: the node call hub, the deployment service (also the <see cref="IInferenceBackend"/>), and an
+/// in-memory deployment store and usage meter unless others are registered.
+/// </summary>
 public static class DeploymentServiceCollectionExtensions
 {
     public static IServiceCollection AddEmcDeployments(this IServiceCollection services)
     {
         services.TryAddSingleton<IDeploymentStore, InMemoryDeploymentStore>();
         services.TryAddSingleton(new DeploymentOptions());
+        services.TryAddSingleton<IUsageMeter, InMemoryUsageMeter>();
         services.AddSingleton<NodeCallHub>();
         services.AddSingleton<DeploymentService>();
         services.AddSingleton<IInferenceBackend>(sp => sp.GetRequiredService<DeploymentService>());

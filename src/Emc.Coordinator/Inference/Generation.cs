@@ -90,6 +90,9 @@ public sealed class GenerationResult(ChannelReader<GenerationDelta> deltas, int 
 
     /// <summary>The replica that generates it.</summary>
     public string ReplicaId { get; } = replicaId;
+
+    /// <summary>The deployment the replica belongs to, for metering.</summary>
+    public string DeploymentId { get; init; } = "";
 }
 
 /// <summary>Where a replica puts a generation's deltas; the first write (or the end) starts the answer.</summary>
@@ -130,5 +133,6 @@ internal sealed class GenerationSink
 /// <param name="Name">The registered name.</param>
 /// <param name="Version">The deployed version.</param>
 /// <param name="DeployedAt">When it was deployed.</param>
-/// <param name="Context">Its context window, in tokens (bytes).</param>
-public sealed record LanguageModelInfo(string Name, int Version, DateTimeOffset DeployedAt, int Context);
+/// <param name="Context">Its context window, in tokens (bytes); 0 when unknown (an engine's).</param>
+/// <param name="Engine">Whether it is an external engine, whose requests pass through to it.</param>
+public sealed record LanguageModelInfo(string Name, int Version, DateTimeOffset DeployedAt, int Context, bool Engine = false);

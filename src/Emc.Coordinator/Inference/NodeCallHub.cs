@@ -29,8 +29,8 @@ public sealed class NodeCallHub
     /// <summary>Calls waiting for replies now, all nodes together.</summary>
     public int Pending => _lines.Values.Sum(line => line.Pending.Count);
 
-    /// <summary>Generations streaming now, all nodes together.</summary>
-    public int Streaming => _lines.Values.Sum(line => line.Streams.Count);
+    /// <summary>Generations and engine calls streaming now, all nodes together.</summary>
+    public int Streaming => _lines.Values.Sum(line => line.Streams.Count + line.EngineCalls.Count);
 
     /// <summary>A node's session is registered: calls to it go to <paramref name="outbound"/>.</summary>
     public void SessionOpened(string nodeId, string sessionId, ChannelWriter<CoordinatorMessage> outbound)
@@ -155,6 +155,61 @@ public sealed class NodeCallHub
         return stream;
     }
 
+    /// <summary>
+    /// An engine chunk from <paramref name="nodeId"/>: passed to its call, which ends with the chunk marked
+    /// last or carrying an error. Ignored when no engine call of that node has the id. A chunk larger than
+    /// an event may be, or one more than the call may hold for a slow client, ends the call.
+    /// </summary>
+    public void EngineChunkReceived(string nodeId, EngineChunk chunk)
+    {
+        ArgumentNullException.ThrowIfNull(chunk);
+        if (!_lines.TryGetValue(nodeId, out var line) || !line.EngineCalls.TryGetValue(chunk.CallId, out var call))
+        {
+            Interlocked.Increment(ref _unmatchedReplies);
+            return;
+        }
+
+        if (chunk.Data.Length > Math.Max(Core.Inference.EngineLimits.MaxEventBytes, Core.Inference.EngineLimits.PieceBytes))
+        {
+            call.Fail(new ReplicaUnavailableException($"node {nodeId} sent an engine chunk of {chunk.Data.Length} bytes, more than {Core.Inference.EngineLimits.MaxEventBytes}"), cancelOnNode: true);
+            return;
+        }
+
+        call.Add(chunk, nodeId);
+    }
+
+    /// <summary>
+    /// Sends an engine call to the node and returns its stream of chunks (the call's id is set here). The
+    /// reader ends after the last chunk, or with <see cref="ReplicaUnavailableException"/> when the node's
+    /// stream ends first. Disposing the stream before its end stops the engine request on the node.
+    /// </summary>
+    public EngineCallStream OpenEngineCall(string nodeId, EngineCall call)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        if (!_lines.TryGetValue(nodeId, out var line))
+        {
+            throw new ReplicaUnavailableException($"node {nodeId} is not connected");
+        }
+
+        var id = (ulong)Interlocked.Increment(ref _nextCallId);
+        call.CallId = id;
+        var stream = new EngineCallStream(line, id);
+        line.EngineCalls[id] = stream;
+        if (line.Closed)
+        {
+            line.EngineCalls.TryRemove(id, out _);
+            throw new ReplicaUnavailableException($"node {nodeId} disconnected");
+        }
+
+        if (!line.Outbound.TryWrite(new CoordinatorMessage { EngineCall = call }))
+        {
+            line.EngineCalls.TryRemove(id, out _);
+            throw new ReplicaUnavailableException($"node {nodeId}'s stream is full or closed");
+        }
+
+        return stream;
+    }
+
     /// <summary>A replica status from <paramref name="nodeId"/>.</summary>
     public void StatusReceived(string nodeId, ReplicaStatus status) =>
         ReplicaStatusChanged?.Invoke(nodeId, status.ReplicaId, status.Ready, status.Reason);
@@ -203,6 +258,8 @@ public sealed class NodeCallHub
 
         public ConcurrentDictionary<ulong, GenerationStream> Streams { get; } = new();
 
+        public ConcurrentDictionary<ulong, EngineCallStream> EngineCalls { get; } = new();
+
         public volatile bool Closed;
 
         public void Close(string nodeId)
@@ -211,6 +268,11 @@ public sealed class NodeCallHub
             foreach (var stream in Streams.Values)
             {
                 stream.Fail(new ReplicaUnavailableException($"node {nodeId}'s stream ended during the generation"), cancelOnNode: false);
+            }
+
+            foreach (var call in EngineCalls.Values)
+            {
+                call.Fail(new ReplicaUnavailableException($"node {nodeId}'s stream ended during the engine call"), cancelOnNode: false);
             }
 
             foreach (var id in Pending.Keys)
@@ -282,6 +344,80 @@ public sealed class NodeCallHub
             }
 
             _line.Streams.TryRemove(CallId, out _);
+            _chunks.Writer.TryComplete(error);
+            if (cancelOnNode && !_line.Closed)
+            {
+                _line.Outbound.TryWrite(new CoordinatorMessage { GenerateCancel = new GenerateCancel { CallId = CallId } });
+            }
+        }
+    }
+
+    /// <summary>
+    /// The chunks of one engine call on a node, in the order the node sent them. The node's stream cannot
+    /// wait for a slow client, so chunks are held here up to <see cref="Core.Inference.EngineLimits.MaxBufferedBytes"/>;
+    /// past that the call ends. Dispose it when done: before its last chunk that stops the engine request.
+    /// </summary>
+    public sealed class EngineCallStream : IDisposable
+    {
+        private readonly NodeLine _line;
+        private readonly Channel<EngineChunk> _chunks = Channel.CreateUnbounded<EngineChunk>(new UnboundedChannelOptions { SingleReader = true });
+        private long _buffered;
+        private int _ended;
+
+        internal EngineCallStream(object line, ulong callId)
+        {
+            _line = (NodeLine)line;
+            CallId = callId;
+        }
+
+        public ulong CallId { get; }
+
+        /// <summary>
+        /// The chunks in order; ends after the last one, or throws the failure that ended the call
+        /// (<see cref="ReplicaUnavailableException"/>).
+        /// </summary>
+        public async IAsyncEnumerable<EngineChunk> ReadAllAsync([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+        {
+            await foreach (var chunk in _chunks.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                Interlocked.Add(ref _buffered, -chunk.Data.Length);
+                yield return chunk;
+            }
+        }
+
+        public void Dispose() => Fail(null, cancelOnNode: true);
+
+        internal void Add(EngineChunk chunk, string nodeId)
+        {
+            if (Interlocked.Add(ref _buffered, chunk.Data.Length) > Core.Inference.EngineLimits.MaxBufferedBytes)
+            {
+                Fail(new ReplicaUnavailableException($"the answer from node {nodeId} outran its client by more than {Core.Inference.EngineLimits.MaxBufferedBytes} bytes"), cancelOnNode: true);
+                return;
+            }
+
+            if (!_chunks.Writer.TryWrite(chunk))
+            {
+                return;
+            }
+
+            if (chunk.Last || chunk.Error.Length > 0 || chunk.ErrorKind != InferErrorKind.Unspecified)
+            {
+                if (Interlocked.Exchange(ref _ended, 1) == 0)
+                {
+                    _line.EngineCalls.TryRemove(CallId, out _);
+                    _chunks.Writer.TryComplete();
+                }
+            }
+        }
+
+        internal void Fail(Exception? error, bool cancelOnNode)
+        {
+            if (Interlocked.Exchange(ref _ended, 1) != 0)
+            {
+                return;
+            }
+
+            _line.EngineCalls.TryRemove(CallId, out _);
             _chunks.Writer.TryComplete(error);
             if (cancelOnNode && !_line.Closed)
             {

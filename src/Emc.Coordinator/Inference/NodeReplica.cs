@@ -44,7 +44,28 @@ public sealed class RoutedCall
         Sink = sink;
     }
 
+    /// <summary>
+    /// A call passed through to an external engine. Its replica puts the engine's answer into
+    /// <paramref name="sink"/> and holds its slot until the answer ends; <see cref="Request"/> is empty.
+    /// </summary>
+    internal RoutedCall(EngineRequest engine, ModelMetadata metadata, DateTimeOffset deadline, EngineSink sink)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        ArgumentNullException.ThrowIfNull(metadata);
+        Request = EmptyRequest;
+        Metadata = metadata;
+        Deadline = deadline;
+        Inputs = [];
+        Engine = engine;
+        EngineSink = sink;
+    }
+
     private static InferRequest EmptyRequest { get; } = new() { Inputs = [] };
+
+    /// <summary>The engine call, when this call is one (then <see cref="Request"/> is empty).</summary>
+    public EngineRequest? Engine { get; }
+
+    internal EngineSink? EngineSink { get; }
 
     public InferRequest Request { get; }
 
@@ -80,6 +101,13 @@ public sealed class NodeReplica(string replicaId, string nodeId, int maxOngoingR
         if (request.Generation is { } generation)
         {
             await GenerateAsync(request, generation, request.Sink!, cancellationToken).ConfigureAwait(false);
+            Interlocked.Increment(ref _served);
+            return new InferResponse { ModelName = request.Metadata.Name, Outputs = [] };
+        }
+
+        if (request.Engine is { } engine)
+        {
+            await CallEngineAsync(request, engine, request.EngineSink!, cancellationToken).ConfigureAwait(false);
             Interlocked.Increment(ref _served);
             return new InferResponse { ModelName = request.Metadata.Name, Outputs = [] };
         }
@@ -200,6 +228,135 @@ public sealed class NodeReplica(string replicaId, string nodeId, int maxOngoingR
             sink.Complete(new GenerationException(GenerationFailure.Unavailable, $"the generation broke off: {ex.Message}"));
         }
     }
+
+    /// <summary>
+    /// Passes one call to the node's engine and puts its answer into the sink. Until the answer starts (a
+    /// whole body is complete and checked, or a stream's first event is checked) a failure throws as a
+    /// plain call's would, so the router retries an unavailable replica elsewhere; the engine's own 4xx
+    /// answer starts it like a success, to reach the client as it is. After the start a failure ends the
+    /// events with a <see cref="GenerationException"/>. Anything that is not a JSON object is the node's
+    /// fault: the engine's words are never passed on unchecked.
+    /// </summary>
+    private async Task CallEngineAsync(RoutedCall request, EngineRequest engine, EngineSink sink, CancellationToken cancellationToken)
+    {
+        var call = new EngineCall
+        {
+            ReplicaId = ReplicaId,
+            Path = engine.Path,
+            Body = UnsafeByteOperations.UnsafeWrap(engine.Body),
+            Stream = engine.Stream,
+            DeadlineUnixMs = request.Deadline == DateTimeOffset.MaxValue ? 0 : request.Deadline.ToUnixTimeMilliseconds(),
+        };
+        var model = request.Metadata.Name;
+        using var stream = hub.OpenEngineCall(NodeId, call);
+        using var whole = new MemoryStream();
+        var status = 0;
+        try
+        {
+            await foreach (var chunk in stream.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                if (chunk.Error.Length > 0 || chunk.ErrorKind != InferErrorKind.Unspecified)
+                {
+                    var error = chunk.Error.Length <= 1000 ? chunk.Error : chunk.Error[..1000];
+                    if (!sink.HasStarted)
+                    {
+                        if (chunk.ErrorKind == InferErrorKind.BadRequest)
+                        {
+                            throw new ReplicaRejectedException(error);
+                        }
+
+                        throw new ReplicaUnavailableException($"replica {ReplicaId} on node {NodeId}: {KindText(chunk.ErrorKind)}: {error}");
+                    }
+
+                    sink.Complete(new GenerationException(GenerationFailure.Unavailable, $"the engine failed during the answer: {error}"));
+                    return;
+                }
+
+                if (status == 0)
+                {
+                    status = chunk.Status is >= 100 and <= 599 ? chunk.Status : throw Garbage($"its first chunk has no HTTP status ({chunk.Status})");
+                }
+                else if (chunk.Status != 0)
+                {
+                    throw Garbage("it sent a second status");
+                }
+
+                if (!engine.Stream || status != 200)
+                {
+                    if (whole.Length + chunk.Data.Length > Core.Inference.EngineLimits.MaxBodyBytes)
+                    {
+                        throw Garbage($"its answer is larger than {Core.Inference.EngineLimits.MaxBodyBytes} bytes");
+                    }
+
+                    chunk.Data.WriteTo(whole);
+                    if (chunk.Last)
+                    {
+                        FinishWhole(whole.GetBuffer().AsSpan(0, (int)whole.Length), status, model, engine, sink);
+                        return;
+                    }
+
+                    continue;
+                }
+
+                if (!chunk.Data.IsEmpty)
+                {
+                    var data = EnginePayloads.RewriteEvent(chunk.Data.Span, model, engine, out var usage, out var problem);
+                    if (problem is not null)
+                    {
+                        throw Garbage($"it sent an event that is {problem}");
+                    }
+
+                    if (usage is not null)
+                    {
+                        sink.Usage = usage;
+                    }
+
+                    if (data is not null)
+                    {
+                        sink.Start(ReplicaId, 200, null);
+                        await sink.WriteAsync(data, cancellationToken).ConfigureAwait(false);
+                    }
+                }
+
+                if (chunk.Last)
+                {
+                    sink.Start(ReplicaId, 200, null);
+                    sink.Complete(null);
+                    return;
+                }
+            }
+
+            throw new ReplicaUnavailableException($"replica {ReplicaId} on node {NodeId} ended the engine call without its last chunk");
+        }
+        catch (ReplicaUnavailableException ex) when (sink.HasStarted)
+        {
+            sink.Complete(new GenerationException(GenerationFailure.Unavailable, $"the answer broke off: {ex.Message}"));
+        }
+    }
+
+    /// <summary>A whole answer: a 200 that is a JSON object, or an engine error for the client (4xx) or for a retry elsewhere.</summary>
+    private void FinishWhole(ReadOnlySpan<byte> body, int status, string model, EngineRequest engine, EngineSink sink)
+    {
+        if (status == 200)
+        {
+            var answer = EnginePayloads.RewriteAnswer(body, model, engine, out var usage, out var problem) ?? throw Garbage($"its answer is {problem}");
+            sink.Usage = usage;
+            sink.Start(ReplicaId, 200, answer);
+        }
+        else if (status is >= 400 and < 500 and not 408 and not 429)
+        {
+            // The engine refused the request: its answer, for the client as it is.
+            sink.Start(ReplicaId, status, EnginePayloads.ErrorBody(body, status));
+        }
+        else
+        {
+            throw new ReplicaUnavailableException($"replica {ReplicaId} on node {NodeId}: the engine answered {status}: {EnginePayloads.ErrorText(body)}");
+        }
+
+        sink.Complete(null);
+    }
+
+    private ReplicaUnavailableException Garbage(string what) => new($"replica {ReplicaId} on node {NodeId} sent a malformed engine answer: {what}");
 
     private static string KindText(InferErrorKind kind) => kind switch
     {

@@ -3,11 +3,19 @@ namespace Emc.Core.Inference;
 /// <summary>
 /// A deployment: one registered model version served by MIN..MAX replicas on nodes. What
 /// <c>emc model deploy NAME[:VERSION] --replicas MIN..MAX [--max-batch B] [--max-delay-us D] [--device cpu|cuda]</c> submits.
+/// With <see cref="Engine"/> it is an external engine instead: <c>emc model deploy NAME --engine</c>.
 /// </summary>
 public sealed record DeploymentSpec
 {
-    /// <summary>The registered model's name.</summary>
+    /// <summary>The registered model's name; for an engine deployment, the engine's name on the nodes.</summary>
     public required string Model { get; init; }
+
+    /// <summary>
+    /// Serves the external engine named <see cref="Model"/> that nodes expose (<c>emc node --engine NAME=URL</c>)
+    /// instead of a registered model: replicas go only to nodes that have it, and OpenAI requests pass through
+    /// to it. No registry entry is needed; <see cref="Version"/>, batching and <see cref="Device"/> do not apply.
+    /// </summary>
+    public bool Engine { get; init; }
 
     /// <summary>The model version; null deploys the latest version at deployment time.</summary>
     public int? Version { get; init; }
@@ -31,8 +39,14 @@ public sealed record DeploymentSpec
     /// </summary>
     public int? MaxOngoingPerReplica { get; init; }
 
-    /// <summary>The in-flight cap per replica in force: <see cref="MaxOngoingPerReplica"/>, or max(8, 2 × <see cref="MaxBatch"/>).</summary>
-    public int EffectiveMaxOngoing => MaxOngoingPerReplica ?? DefaultMaxOngoing(MaxBatch);
+    /// <summary>
+    /// The in-flight cap per replica in force: <see cref="MaxOngoingPerReplica"/>, or max(8, 2 × <see cref="MaxBatch"/>),
+    /// or <see cref="DefaultEngineMaxOngoing"/> for an external engine (which batches on its own).
+    /// </summary>
+    public int EffectiveMaxOngoing => MaxOngoingPerReplica ?? (Engine ? DefaultEngineMaxOngoing : DefaultMaxOngoing(MaxBatch));
+
+    /// <summary>The default in-flight cap of an external engine's replica: 32, room for its own continuous batching.</summary>
+    public const int DefaultEngineMaxOngoing = 32;
 
     /// <summary>The default in-flight cap for a replica batching up to <paramref name="maxBatch"/> rows: max(8, 2 × batch), so one batch fills while another runs.</summary>
     public static int DefaultMaxOngoing(int maxBatch) => Math.Max(8, 2 * Math.Clamp(maxBatch, 1, 5_000));
@@ -63,14 +77,35 @@ public sealed record DeploymentView
     public IReadOnlyList<ReplicaView> Replicas { get; init; } = [];
 
     public DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>"model" (a registered model) or "engine" (an external engine on the nodes).</summary>
+    public string Kind { get; init; } = "model";
+
+    /// <summary>What its OpenAI-compatible traffic used since the coordinator started.</summary>
+    public DeploymentUsage Usage { get; init; } = new();
 }
 
 /// <summary>
-/// One replica: where it runs, how loaded it is and how many requests it answered. State "ready"
-/// (serving), "starting" (its node loads the model) or "queued" (no node has taken it; see <see cref="Reason"/>).
+/// One replica: where it runs and how loaded it is. <paramref name="State"/> is "ready" (serving),
+/// "starting" (placed on a node that loads it) or "waiting" (for a node that fits); <paramref name="Reason"/>
+/// says why a replica that is not ready waits (the scheduler's explanation, such as
+/// "no node labelled engine:x=openai").
 /// </summary>
-public sealed record ReplicaView(string Id, string NodeId, string State, int Outstanding, long Served)
+public sealed record ReplicaView(string Id, string NodeId, string State, int Outstanding, long Served, string? Reason = null);
+
+/// <summary>
+/// Metered use of a deployment through the OpenAI-compatible API: requests answered (status 200),
+/// and the prompt and completion tokens of their usage. For an external engine the tokens are those the
+/// engine reported; <see cref="Unmetered"/> counts answers that came without usage.
+/// </summary>
+public sealed record DeploymentUsage
 {
-    /// <summary>Why a replica that is not ready waits.</summary>
-    public string? Reason { get; init; }
+    public long Requests { get; init; }
+
+    public long PromptTokens { get; init; }
+
+    public long CompletionTokens { get; init; }
+
+    /// <summary>Answered requests whose tokens are not known (no usage in the engine's answer).</summary>
+    public long Unmetered { get; init; }
 }

@@ -4,7 +4,8 @@ namespace Emc.Core.Inference;
 
 /// <summary>
 /// The input of a lease of kind <see cref="Kind"/>: everything a node needs to load one replica of a
-/// deployment and batch its requests. Serialized as JSON with <see cref="EmcJson.Options"/>.
+/// deployment and batch its requests. Serialized as JSON with <see cref="EmcJson.Options"/>. A replica
+/// serves either a registered <see cref="Model"/> or the node's external <see cref="Engine"/>.
 /// </summary>
 public sealed record ServeTaskInput
 {
@@ -14,8 +15,14 @@ public sealed record ServeTaskInput
     /// <summary>The deployment the replica serves.</summary>
     public required string Deployment { get; init; }
 
-    /// <summary>The registered model (name and version) as the registry describes it.</summary>
-    public required ModelDescriptor Model { get; init; }
+    /// <summary>The registered model (name and version) as the registry describes it; null for an engine replica.</summary>
+    public ModelDescriptor? Model { get; init; }
+
+    /// <summary>
+    /// The name of the node's external engine (<c>emc node --engine NAME=URL</c>) this replica passes
+    /// OpenAI requests to; null for a replica of a registered model.
+    /// </summary>
+    public string? Engine { get; init; }
 
     /// <summary>Rows per batch (1 = no batching).</summary>
     public int MaxBatch { get; init; } = 1;
@@ -23,7 +30,7 @@ public sealed record ServeTaskInput
     /// <summary>How long a partial batch waits for more requests, in microseconds.</summary>
     public long MaxDelayMicroseconds { get; init; }
 
-    /// <summary>Requests the replica queues before it answers "overloaded".</summary>
+    /// <summary>Requests the replica queues before it answers "overloaded" (for an engine: calls it passes on at once).</summary>
     public int MaxQueue { get; init; } = 256;
 
     /// <summary>

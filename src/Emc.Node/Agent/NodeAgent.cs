@@ -71,7 +71,10 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         var blobs = new BlobCache(blobHttp, Path.Combine(options.DataDirectory, "blobs"));
         using var training = new TrainRoundExecutor(key, blobs, logger) { Threads = options.TrainingThreads };
         using var models = new ModelCache((input, device, ct) => ModelCache.LoadAsync(blobs, input, device, options.InferenceThreads, ct));
-        await using var inference = new InferenceHost(models, logger, time);
+        var engines = options.Engines.Select(e => new ExternalEngine(e)).ToList();
+        using var disposeEngines = new EngineList(engines);
+        await CheckEnginesAsync(engines, drain);
+        await using var inference = new InferenceHost(models, logger, time, engines);
         Inference = inference;
         var executors = options.Executors ?? TaskExecutors.CreateDefault(probe, time);
         if (!executors.TryGet(training.Kind, out _))
@@ -198,6 +201,10 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
                         {
                             inference.Dispatch(message.GenerateCall);
                         }
+                        else if (message.BodyCase == CoordinatorMessage.BodyOneofCase.EngineCall)
+                        {
+                            inference.Dispatch(message.EngineCall);
+                        }
                         else if (message.BodyCase == CoordinatorMessage.BodyOneofCase.GenerateCancel)
                         {
                             inference.Cancel(message.GenerateCancel);
@@ -284,6 +291,31 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         }
     }
 
+    /// <summary>
+    /// Asks each engine for its models once at start: one that answers with no model that fits is a
+    /// mistake in the node's settings (an <see cref="ArgumentException"/>); one that does not answer may
+    /// be starting, and is asked again before each replica is announced.
+    /// </summary>
+    private async Task CheckEnginesAsync(IReadOnlyList<ExternalEngine> engines, CancellationToken cancellationToken)
+    {
+        foreach (var engine in engines)
+        {
+            try
+            {
+                var model = await engine.ResolveModelAsync(cancellationToken);
+                Log.EngineFound(logger, engine.Name, engine.Endpoint.BaseUrl.ToString(), model);
+            }
+            catch (EngineException ex) when (ex.Transient)
+            {
+                Log.EngineNotAnswering(logger, ex.Message);
+            }
+            catch (EngineException ex)
+            {
+                throw new ArgumentException(ex.Message, ex);
+            }
+        }
+    }
+
     /// <summary>The writer stopped: an IOException (which the reconnect loop handles) carrying why.</summary>
     private static IOException StreamBroken(Task completion) =>
         completion.Exception?.InnerException is { } cause
@@ -326,6 +358,12 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
             registration.Labels.Add(name, value);
         }
 
+        // Engine deployments place their replicas by these labels.
+        foreach (var engine in options.Engines)
+        {
+            registration.Labels[Core.Inference.EngineNames.LabelKey(engine.Name)] = Core.Inference.EngineNames.LabelValue;
+        }
+
         registration.Hardware.Gpus.AddRange(hardware.Gpus.Select(g => new Contracts.Node.V1.GpuInfo
         {
             Index = g.Index,
@@ -344,8 +382,26 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         return registration;
     }
 
+    /// <summary>Disposes the engines' HTTP clients when the agent stops.</summary>
+    private sealed class EngineList(List<ExternalEngine> engines) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var engine in engines)
+            {
+                engine.Dispose();
+            }
+        }
+    }
+
     private static partial class Log
     {
+        [LoggerMessage(EventId = 2009, Level = LogLevel.Information, Message = "Engine {Engine} at {Url} serves model '{Model}'.")]
+        public static partial void EngineFound(ILogger logger, string engine, string url, string model);
+
+        [LoggerMessage(EventId = 2010, Level = LogLevel.Warning, Message = "{Reason}; its replicas wait until it answers.")]
+        public static partial void EngineNotAnswering(ILogger logger, string reason);
+
         [LoggerMessage(EventId = 2000, Level = LogLevel.Information, Message = "Node {NodeId} ({Name}) starting with devices {Devices}.")]
         public static partial void Starting(ILogger logger, string nodeId, string name, string devices);
 

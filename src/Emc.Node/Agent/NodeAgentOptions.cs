@@ -1,3 +1,5 @@
+using Emc.Core.Inference;
+using Emc.Node.Inference;
 using Emc.Node.Work;
 
 namespace Emc.Node.Agent;
@@ -35,6 +37,12 @@ public sealed class NodeAgentOptions
     /// <summary>Placement labels, such as region=eu (see <see cref="NodeOptionParser"/> for the rules). Default: none.</summary>
     public IReadOnlyDictionary<string, string> Labels { get; set; } = new Dictionary<string, string>();
 
+    /// <summary>
+    /// External engines the node serves (<c>--engine NAME=URL</c>): OpenAI-compatible servers it runs
+    /// itself. Each adds the placement label <c>engine:NAME=openai</c>. Default: none.
+    /// </summary>
+    public IReadOnlyList<EngineEndpoint> Engines { get; set; } = [];
+
     /// <summary>Asking price in ledger micro-units per device-hour, 0 or more. Default 0: the network default.</summary>
     public long Price { get; set; }
 
@@ -66,6 +74,16 @@ public sealed class NodeAgentOptions
         }
 
         NodeOptionParser.ValidateLabels(Labels ?? throw new ArgumentException("Labels must not be null."));
+        NodeOptionParser.ValidateEngines(Engines ?? throw new ArgumentException("Engines must not be null."));
+        if (Labels.Keys.FirstOrDefault(k => k.StartsWith(EngineNames.LabelPrefix, StringComparison.Ordinal)) is { } engineLabel)
+        {
+            throw new ArgumentException($"label '{engineLabel}' is reserved for engines: use --engine NAME=URL.");
+        }
+
+        if (Labels.Count + Engines.Count > NodeOptionParser.MaxLabels)
+        {
+            throw new ArgumentException($"a node may carry at most {NodeOptionParser.MaxLabels} labels and engines together, not {Labels.Count + Engines.Count}.");
+        }
         if (DrainTimeout <= TimeSpan.Zero || ReconnectInitialDelay <= TimeSpan.Zero || ReconnectMaxDelay < ReconnectInitialDelay)
         {
             throw new ArgumentException("The drain timeout and reconnect delays must be positive, and the longest delay at least the first.");

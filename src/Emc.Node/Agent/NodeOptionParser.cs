@@ -1,5 +1,7 @@
 using System.Globalization;
+using Emc.Core.Inference;
 using Emc.Core.Scheduling;
+using Emc.Node.Inference;
 
 namespace Emc.Node.Agent;
 
@@ -66,6 +68,50 @@ public static class NodeOptionParser
     public static bool IsLabelPart(string? text) =>
         text is { Length: > 0 and <= MaxLabelPartChars } && text.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' or ':');
 
+    /// <summary>
+    /// Parses external engines, "NAME=URL" each, such as "tiny=http://127.0.0.1:8080/v1": NAME is the
+    /// model name the network serves the engine under, URL its OpenAI base URL (http or https).
+    /// </summary>
+    public static IReadOnlyList<EngineEndpoint> ParseEngines(IEnumerable<string> pairs)
+    {
+        ArgumentNullException.ThrowIfNull(pairs);
+        var engines = new List<EngineEndpoint>();
+        foreach (var pair in pairs)
+        {
+            var equals = pair?.IndexOf('=', StringComparison.Ordinal) ?? -1;
+            if (equals < 0)
+            {
+                throw new ArgumentException($"engine '{Shorten(pair)}' must be NAME=URL, such as tiny=http://127.0.0.1:8080/v1.");
+            }
+
+            engines.Add(new EngineEndpoint(pair![..equals], ParseEngineUrl(pair[..equals], pair[(equals + 1)..])));
+        }
+
+        ValidateEngines(engines);
+        return engines;
+    }
+
+    /// <summary>Checks engines set in code, by the same rules as <see cref="ParseEngines"/>.</summary>
+    public static void ValidateEngines(IReadOnlyList<EngineEndpoint> engines)
+    {
+        ArgumentNullException.ThrowIfNull(engines);
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var engine in engines)
+        {
+            ArgumentNullException.ThrowIfNull(engine);
+            if (!EngineNames.IsValid(engine.Name))
+            {
+                throw new ArgumentException($"engine name '{Shorten(engine.Name)}' is not valid: {EngineNames.Rule}.");
+            }
+
+            ParseEngineUrl(engine.Name, engine.BaseUrl?.OriginalString);
+            if (!names.Add(engine.Name))
+            {
+                throw new ArgumentException($"engine '{engine.Name}' is given more than once.");
+            }
+        }
+    }
+
     /// <summary>Parses an asking price: a whole number of ledger micro-units per device-hour, 0 or more.</summary>
     public static long ParsePrice(string? text)
     {
@@ -75,6 +121,21 @@ public static class NodeOptionParser
         }
 
         return price;
+    }
+
+    private static Uri ParseEngineUrl(string name, string? text)
+    {
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https") || string.IsNullOrEmpty(url.Host))
+        {
+            throw new ArgumentException($"engine '{Shorten(name)}': '{Shorten(text)}' is not an http or https URL; give the engine's OpenAI base URL, such as http://127.0.0.1:8080/v1.");
+        }
+
+        if (url.Query.Length > 0 || url.Fragment.Length > 0 || url.UserInfo.Length > 0)
+        {
+            throw new ArgumentException($"engine '{Shorten(name)}': the URL must be a plain base URL, without user, query or fragment.");
+        }
+
+        return url;
     }
 
     private static void CheckLabel(string key, string value)

@@ -14,7 +14,9 @@ namespace Emc.Node.Inference;
 /// <see cref="ServeExecutor"/>): it loads its model through the <see cref="ModelCache"/>, says it is
 /// ready, and answers <see cref="InferCall"/>s through one <see cref="DynamicBatcher{TItem, TResult}"/>.
 /// Calls are dispatched from the stream's reader without waiting (parsing and queueing only); the
-/// reply goes out through the session's outbox, its single writer, when the batch is done.
+/// reply goes out through the session's outbox, its single writer, when the batch is done. A replica
+/// of an external engine loads nothing: it checks that the engine answers, then passes
+/// <see cref="EngineCall"/>s through to it (see <see cref="ExternalEngine"/>).
 /// </summary>
 public sealed partial class InferenceHost : IAsyncDisposable
 {
@@ -24,25 +26,37 @@ public sealed partial class InferenceHost : IAsyncDisposable
     private readonly ConcurrentDictionary<string, Replica> _replicas = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _draining = new();
     private readonly ConcurrentDictionary<ulong, CancellationTokenSource> _generations = new();
+    private readonly Dictionary<string, ExternalEngine> _engines = new(StringComparer.Ordinal);
     private INodeOutbox? _outbox;
 
     /// <param name="models">Where replicas get their models.</param>
     /// <param name="logger">Where replica events are logged.</param>
     /// <param name="timeProvider">The clock of deadlines and batch delays.</param>
-    public InferenceHost(ModelCache models, ILogger logger, TimeProvider? timeProvider = null)
+    /// <param name="engines">The external engines of this node (<c>--engine NAME=URL</c>), owned by the caller.</param>
+    public InferenceHost(ModelCache models, ILogger logger, TimeProvider? timeProvider = null, IEnumerable<ExternalEngine>? engines = null)
     {
         ArgumentNullException.ThrowIfNull(models);
         ArgumentNullException.ThrowIfNull(logger);
         _models = models;
         _logger = logger;
         _time = timeProvider ?? TimeProvider.System;
+        foreach (var engine in engines ?? [])
+        {
+            _engines.Add(engine.Name, engine);
+        }
     }
+
+    /// <summary>The first wait before an engine that did not answer is asked again; it doubles up to <see cref="EngineRetryMaxDelay"/>.</summary>
+    public TimeSpan EngineRetryDelay { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest wait between checks of an engine that does not answer.</summary>
+    public TimeSpan EngineRetryMaxDelay { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>The replicas serving now, by id (the serve lease's id).</summary>
     public IReadOnlyCollection<string> ReadyReplicas => [.. _replicas.Where(r => r.Value.Ready).Select(r => r.Key)];
 
     /// <summary>The batcher's stats of a replica, or null when no such replica runs here.</summary>
-    public BatcherStats? GetStats(string replicaId) => _replicas.TryGetValue(replicaId, out var replica) ? replica.Batcher.Stats : null;
+    public BatcherStats? GetStats(string replicaId) => _replicas.TryGetValue(replicaId, out var replica) ? replica.Batcher?.Stats : null;
 
     /// <summary>
     /// Makes <paramref name="outbox"/> (a new session) the way out, and says again which replicas are
@@ -79,6 +93,12 @@ public sealed partial class InferenceHost : IAsyncDisposable
         if (!_replicas.TryGetValue(call.ReplicaId, out var replica) || !replica.Ready)
         {
             Reply(Failure(call.CallId, InferErrorKind.Unavailable, $"replica {Quote(call.ReplicaId)} is not serving on this node"));
+            return;
+        }
+
+        if (replica.Batcher is null)
+        {
+            Reply(Failure(call.CallId, InferErrorKind.BadRequest, "the replica serves an external engine: call it through the OpenAI-compatible API"));
             return;
         }
 
@@ -129,7 +149,7 @@ public sealed partial class InferenceHost : IAsyncDisposable
             return;
         }
 
-        if (!TextGenerator.CanGenerate(replica.Model))
+        if (replica.Model is null || !TextGenerator.CanGenerate(replica.Model))
         {
             Send(GenerateFailure(call.CallId, InferErrorKind.BadRequest, "the model is not a byte-level language model (INT64 tokens [-1, -1] in, logits [-1, -1, 256] out)"));
             return;
@@ -167,7 +187,52 @@ public sealed partial class InferenceHost : IAsyncDisposable
         _ = Task.Run(() => GenerateAsync(call.CallId, replica, settings, cancel), CancellationToken.None);
     }
 
-    /// <summary>The coordinator no longer wants a generation's chunks: it stops after the current token.</summary>
+    /// <summary>
+    /// Passes one call to the replica's external engine without waiting for it: its chunks go out
+    /// through the outbox as the engine answers. Refused at once (one chunk with the error) when the
+    /// replica is not here or not an engine's, or runs as many calls as its queue holds.
+    /// </summary>
+    public void Dispatch(EngineCall call)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        if (!_replicas.TryGetValue(call.ReplicaId, out var replica) || !replica.Ready)
+        {
+            Send(new NodeMessage { EngineChunk = ExternalEngine.Failure(call.CallId, InferErrorKind.Unavailable, $"replica {Quote(call.ReplicaId)} is not serving on this node") });
+            return;
+        }
+
+        if (replica.Engine is not { } engine)
+        {
+            Send(new NodeMessage { EngineChunk = ExternalEngine.Failure(call.CallId, InferErrorKind.BadRequest, "the replica serves a registered model, not an external engine") });
+            return;
+        }
+
+        if (Interlocked.Increment(ref replica.Generations) > replica.MaxGenerations)
+        {
+            Interlocked.Decrement(ref replica.Generations);
+            Send(new NodeMessage { EngineChunk = ExternalEngine.Failure(call.CallId, InferErrorKind.Overloaded, $"the replica passes {replica.MaxGenerations} calls to its engine already") });
+            return;
+        }
+
+        var cancel = CancellationTokenSource.CreateLinkedTokenSource(replica.Stopping.Token);
+        if (call.DeadlineUnixMs > 0)
+        {
+            var left = DateTimeOffset.FromUnixTimeMilliseconds(call.DeadlineUnixMs) - _time.GetUtcNow();
+            cancel.CancelAfter(left > TimeSpan.Zero ? left : TimeSpan.Zero);
+        }
+
+        if (!_generations.TryAdd(call.CallId, cancel))
+        {
+            Interlocked.Decrement(ref replica.Generations);
+            cancel.Dispose();
+            Send(new NodeMessage { EngineChunk = ExternalEngine.Failure(call.CallId, InferErrorKind.BadRequest, $"call {call.CallId} is running already") });
+            return;
+        }
+
+        _ = Task.Run(() => ProxyAsync(call, replica, engine, cancel), CancellationToken.None);
+    }
+
+    /// <summary>The coordinator no longer wants a generation's (or an engine call's) chunks: it stops after the current token.</summary>
     public void Cancel(GenerateCancel cancel)
     {
         ArgumentNullException.ThrowIfNull(cancel);
@@ -200,6 +265,17 @@ public sealed partial class InferenceHost : IAsyncDisposable
         {
             cancellationToken.ThrowIfCancellationRequested();
             throw new TaskFailedException("the node is draining", retryable: true);
+        }
+
+        if (input.Engine is { } engineName)
+        {
+            await RunEngineReplicaAsync(replicaId, input, engineName, stop, cancellationToken);
+            return;
+        }
+
+        if (input.Model is null)
+        {
+            throw new TaskFailedException("the serve task names neither a model nor an engine", retryable: false);
         }
 
         IServedModel model;
@@ -237,11 +313,66 @@ public sealed partial class InferenceHost : IAsyncDisposable
             item => Math.Min(item.Rows, maxBatch),
             _time,
             _logger);
+        Log.ReplicaReady(_logger, replicaId, input.Deployment, input.Model.Name, input.Model.Version, device);
+        await ServeAsync(replicaId, replica, stop, () => _models.Release(input, device), cancellationToken);
+    }
+
+    /// <summary>
+    /// Runs one replica of an external engine: waits until the engine answers its model list with a
+    /// model that fits (asking again with backoff, since an engine may still be loading), then serves.
+    /// </summary>
+    private async Task RunEngineReplicaAsync(string replicaId, ServeTaskInput input, string engineName, CancellationTokenSource stop, CancellationToken cancellationToken)
+    {
+        if (!_engines.TryGetValue(engineName, out var engine))
+        {
+            // Placement needs the node's engine label, so only a node that lost the engine (restarted without it) gets here.
+            throw new TaskFailedException($"this node has no engine named '{engineName}' (emc node --engine {engineName}=URL)", retryable: true);
+        }
+
+        string engineModel;
+        var delay = EngineRetryDelay;
+        while (true)
+        {
+            try
+            {
+                engineModel = await engine.ResolveModelAsync(stop.Token);
+                break;
+            }
+            catch (EngineException ex)
+            {
+                Log.EngineNotReady(_logger, replicaId, engineName, ex.Message, delay.TotalSeconds);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                throw new TaskFailedException("the node is draining", retryable: true);
+            }
+
+            try
+            {
+                await Task.Delay(delay, _time, stop.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                throw new TaskFailedException("the node is draining", retryable: true);
+            }
+
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, EngineRetryMaxDelay.Ticks));
+        }
+
+        var replica = new Replica(null, 1, 0, Math.Max(1, input.MaxQueue)) { Engine = engine, EngineModel = engineModel };
+        Log.EngineReplicaReady(_logger, replicaId, input.Deployment, engineName, engine.Endpoint.BaseUrl.ToString(), engineModel);
+        await ServeAsync(replicaId, replica, stop, release: null, cancellationToken);
+    }
+
+    /// <summary>Makes a loaded replica ready, serves until the lease ends or the node drains, then stops it.</summary>
+    private async Task ServeAsync(string replicaId, Replica replica, CancellationTokenSource stop, Action? release, CancellationToken cancellationToken)
+    {
         _replicas[replicaId] = replica;
         try
         {
             replica.Ready = true;
-            Log.ReplicaReady(_logger, replicaId, input.Deployment, input.Model.Name, input.Model.Version, device);
             if (Volatile.Read(ref _outbox) is { } outbox)
             {
                 await outbox.SendAsync(Status(replicaId, ready: true, ""), stop.Token);
@@ -273,9 +404,13 @@ public sealed partial class InferenceHost : IAsyncDisposable
                 }
             }
 
-            await replica.Batcher.DisposeAsync();
+            if (replica.Batcher is { } batcher)
+            {
+                await batcher.DisposeAsync();
+            }
+
             await replica.GenerationsDone();
-            _models.Release(input, device);
+            release?.Invoke();
             Log.ReplicaStopped(_logger, replicaId, reason);
         }
 
@@ -288,7 +423,10 @@ public sealed partial class InferenceHost : IAsyncDisposable
         await _draining.CancelAsync();
         foreach (var replica in _replicas.Values)
         {
-            await replica.Batcher.DisposeAsync();
+            if (replica.Batcher is { } batcher)
+            {
+                await batcher.DisposeAsync();
+            }
         }
 
         _draining.Dispose();
@@ -298,7 +436,7 @@ public sealed partial class InferenceHost : IAsyncDisposable
     {
         var inputs = new InferTensor[call.Inputs.Count];
         var rows = -1L;
-        var stackable = replica.Model.Batchable;
+        var stackable = replica.Model!.Batchable;
         for (var i = 0; i < inputs.Length; i++)
         {
             var tensor = call.Inputs[i];
@@ -428,7 +566,7 @@ public sealed partial class InferenceHost : IAsyncDisposable
         var sent = false;
         try
         {
-            await foreach (var step in TextGenerator.GenerateAsync(replica.Model, replica.Context, settings, cancel.Token))
+            await foreach (var step in TextGenerator.GenerateAsync(replica.Model!, replica.Context, settings, cancel.Token))
             {
                 var chunk = new GenerateChunk { CallId = callId, Text = ByteString.CopyFrom(step.Text) };
                 if (step.FinishReason is { } finish)
@@ -469,6 +607,40 @@ public sealed partial class InferenceHost : IAsyncDisposable
         }
     }
 
+    private async Task ProxyAsync(EngineCall call, Replica replica, ExternalEngine engine, CancellationTokenSource cancel)
+    {
+        var sent = false;
+        try
+        {
+            await engine.ProxyAsync(
+                call,
+                replica.EngineModel!,
+                async chunk =>
+                {
+                    var delivered = await SendAsync(new NodeMessage { EngineChunk = chunk }, cancel.Token);
+                    sent |= delivered && chunk.Status != 0;
+                    return delivered;
+                },
+                cancel.Token);
+        }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        {
+            var reason = replica.Stopping.IsCancellationRequested ? "the replica stopped" : "cancelled or past its deadline";
+            Send(new NodeMessage { EngineChunk = ExternalEngine.Failure(call.CallId, sent ? InferErrorKind.Internal : InferErrorKind.Unavailable, $"the engine call stopped: {reason}") });
+        }
+        catch (Exception ex)
+        {
+            Log.EngineCallFailed(_logger, call.CallId, ex);
+            Send(new NodeMessage { EngineChunk = ExternalEngine.Failure(call.CallId, sent ? InferErrorKind.Internal : InferErrorKind.Unavailable, $"the engine call failed: {ex.Message}") });
+        }
+        finally
+        {
+            _generations.TryRemove(new KeyValuePair<ulong, CancellationTokenSource>(call.CallId, cancel));
+            cancel.Dispose();
+            replica.GenerationEnded();
+        }
+    }
+
     private static NodeMessage GenerateFailure(ulong callId, InferErrorKind kind, string error) =>
         new() { GenerateChunk = new GenerateChunk { CallId = callId, ErrorKind = kind, Error = error.Length <= 1000 ? error : error[..1000] } };
 
@@ -492,11 +664,18 @@ public sealed partial class InferenceHost : IAsyncDisposable
         return true;
     }
 
-    private sealed class Replica(IServedModel model, int maxBatch, int context, int maxGenerations)
+    private sealed class Replica(IServedModel? model, int maxBatch, int context, int maxGenerations)
     {
         private readonly TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public IServedModel Model { get; } = model;
+        /// <summary>The model it serves; null for an engine's replica.</summary>
+        public IServedModel? Model { get; } = model;
+
+        /// <summary>The external engine it passes calls to; null for a model's replica.</summary>
+        public ExternalEngine? Engine { get; init; }
+
+        /// <summary>The engine's own model id, sent in place of the network's name.</summary>
+        public string? EngineModel { get; init; }
 
         public int MaxBatch { get; } = maxBatch;
 
@@ -530,7 +709,8 @@ public sealed partial class InferenceHost : IAsyncDisposable
             return _idle.Task.WaitAsync(TimeSpan.FromSeconds(10)).ContinueWith(static _ => { }, TaskScheduler.Default);
         }
 
-        public DynamicBatcher<CallItem, CallOutcome> Batcher { get; set; } = null!;
+        /// <summary>The model's batcher; null for an engine's replica.</summary>
+        public DynamicBatcher<CallItem, CallOutcome>? Batcher { get; set; }
 
         public volatile bool Ready;
     }
@@ -545,5 +725,14 @@ public sealed partial class InferenceHost : IAsyncDisposable
 
         [LoggerMessage(EventId = 2202, Level = LogLevel.Warning, Message = "Generation {CallId} failed.")]
         public static partial void GenerationFailed(ILogger logger, ulong callId, Exception exception);
+
+        [LoggerMessage(EventId = 2203, Level = LogLevel.Information, Message = "Replica {ReplicaId} of deployment {Deployment} (engine {Engine} at {Url}, model '{EngineModel}') is ready.")]
+        public static partial void EngineReplicaReady(ILogger logger, string replicaId, string deployment, string engine, string url, string engineModel);
+
+        [LoggerMessage(EventId = 2204, Level = LogLevel.Warning, Message = "Replica {ReplicaId} waits for engine {Engine}: {Reason}. Asking again in {Seconds:0.#} s.")]
+        public static partial void EngineNotReady(ILogger logger, string replicaId, string engine, string reason, double seconds);
+
+        [LoggerMessage(EventId = 2205, Level = LogLevel.Warning, Message = "Engine call {CallId} failed.")]
+        public static partial void EngineCallFailed(ILogger logger, ulong callId, Exception exception);
     }
 }

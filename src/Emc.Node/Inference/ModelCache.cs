@@ -46,7 +46,7 @@ public sealed class ModelCache : IDisposable
     public async Task<IServedModel> AcquireAsync(ServeTaskInput input, string device, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(input);
-        var key = (ServeTaskInput.ModelKey(input.Model), device);
+        var key = (ServeTaskInput.ModelKey(input.Model ?? throw new ArgumentException("the serve task names no model", nameof(input))), device);
         Entry entry;
         lock (_gate)
         {
@@ -96,7 +96,7 @@ public sealed class ModelCache : IDisposable
         List<IServedModel> evicted;
         lock (_gate)
         {
-            if (!_entries.TryGetValue((ServeTaskInput.ModelKey(input.Model), device), out var entry) || entry.References == 0)
+            if (input.Model is null || !_entries.TryGetValue((ServeTaskInput.ModelKey(input.Model), device), out var entry) || entry.References == 0)
             {
                 return;
             }
@@ -138,7 +138,7 @@ public sealed class ModelCache : IDisposable
     {
         ArgumentNullException.ThrowIfNull(blobs);
         ArgumentNullException.ThrowIfNull(input);
-        var model = input.Model;
+        var model = input.Model ?? throw new InvalidDataException("the serve task names no model");
         var inputName = model.Inputs is [var onlyInput] ? onlyInput.Name : OnnxExporter.InputName;
         var outputName = model.Outputs is [var onlyOutput] ? onlyOutput.Name : OnnxExporter.OutputName;
         switch (model.Format)

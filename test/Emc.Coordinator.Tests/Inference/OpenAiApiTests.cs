@@ -68,6 +68,14 @@ public sealed class OpenAiApiTests
         Assert.Equal(Encoding.UTF8.GetByteCount(Prompt), (int)whole["usage"]!["prompt_tokens"]!);
         Assert.Equal(MaxTokens, (int)whole["usage"]!["completion_tokens"]!);
 
+        // Metered with the tokens the coordinator counted.
+        var metered = (await coordinator.Api.GetDeploymentsAsync(CancellationToken.None)).Single();
+        Assert.Equal("model", metered.Kind);
+        Assert.Equal(1, metered.Usage.Requests);
+        Assert.Equal(Encoding.UTF8.GetByteCount(Prompt), metered.Usage.PromptTokens);
+        Assert.Equal(MaxTokens, metered.Usage.CompletionTokens);
+        Assert.Equal(0, metered.Usage.Unmetered);
+
         // Streamed: the same text in chunks, the finish reason, a usage chunk, then [DONE].
         var events = await StreamAsync(http, "v1/completions", new { model = Model, prompt = Prompt, max_tokens = MaxTokens, temperature = 0, stream = true, stream_options = new { include_usage = true } });
         Assert.Equal("[DONE]", events[^1]);
@@ -81,6 +89,9 @@ public sealed class OpenAiApiTests
         Assert.Equal(expectedText, string.Concat(textChunks.Select(c => (string?)c["choices"]![0]!["text"])));
         Assert.Equal("length", (string?)textChunks[^1]["choices"]![0]!["finish_reason"]);
         Assert.All(textChunks[..^1], c => Assert.Null(c["choices"]![0]!["finish_reason"]));
+        metered = (await coordinator.Api.GetDeploymentsAsync(CancellationToken.None)).Single();
+        Assert.Equal(2, metered.Usage.Requests);
+        Assert.Equal(2 * MaxTokens, metered.Usage.CompletionTokens);
 
         // A stop sequence taken from the middle of the greedy text ends it there, without the stop.
         var stopAt = Enumerable.Range(5, expected.Length - 7).FirstOrDefault(k => expected[k] is > 0x20 and < 0x7f && Array.IndexOf(expected, expected[k], 0, k) < 0);

@@ -200,7 +200,7 @@ public sealed class ServingNetworkTests
         Assert.Equal("pending", pending!.State);
         Assert.Equal("no node with a cuda device", pending.Reason);
         var replica = Assert.Single(pending.Replicas);
-        Assert.Equal(("queued", "no node with a cuda device"), (replica.State, replica.Reason));
+        Assert.Equal(("waiting", "no node with a cuda device"), (replica.State, replica.Reason));
 
         // The serving deployment says nothing of the kind, and counts what its replica answered.
         var ready = (await coordinator.Http.GetFromJsonAsync<DeploymentView>("api/v1/deployments/first-v1", EmcJson.Options))!;
@@ -271,7 +271,7 @@ internal sealed class ServingNodes(TestCoordinator coordinator) : IAsyncDisposab
 
     public IReadOnlyList<NodeAgent> Agents => [.. _nodes.Where(n => !n.Run.IsCompleted).Select(n => n.Agent)];
 
-    public async Task StartAsync(int count)
+    public async Task StartAsync(int count, IReadOnlyList<Emc.Node.Inference.EngineEndpoint>? engines = null)
     {
         var started = new List<NodeAgent>();
         for (var i = 0; i < count; i++)
@@ -287,6 +287,7 @@ internal sealed class ServingNodes(TestCoordinator coordinator) : IAsyncDisposab
                     InferenceThreads = 1,
                     DrainTimeout = TimeSpan.FromSeconds(10),
                     LinkBenchmarkBytes = 64 * 1024,
+                    Engines = engines ?? [],
                 },
                 new FixedProbe(),
                 TimeProvider.System,

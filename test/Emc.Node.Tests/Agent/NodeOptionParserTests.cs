@@ -89,4 +89,51 @@ public sealed class NodeOptionParserTests
         Assert.Throws<ArgumentException>(() => new NodeAgentOptions { Labels = new Dictionary<string, string> { ["region"] = "e u" } }.Validate());
         new NodeAgentOptions { Price = 5, Labels = new Dictionary<string, string> { ["region"] = "eu" } }.Validate();
     }
+
+    [Fact]
+    public void ParseEngines_NameAndUrl_ReturnsThem()
+    {
+        var engines = NodeOptionParser.ParseEngines(["tiny=http://127.0.0.1:8080/v1", "llama-3.1_8b=https://gpu.local/v1/"]);
+
+        Assert.Equal(2, engines.Count);
+        Assert.Equal("tiny", engines[0].Name);
+        Assert.Equal(new Uri("http://127.0.0.1:8080/v1"), engines[0].BaseUrl);
+        Assert.Equal("llama-3.1_8b", engines[1].Name);
+    }
+
+    [Theory]
+    [InlineData("tiny", "must be NAME=URL")]
+    [InlineData("=http://a/v1", "engine name '' is not valid")]
+    [InlineData("ti:ny=http://a/v1", "engine name 'ti:ny' is not valid")]
+    [InlineData("tiny=ftp://a/v1", "is not an http or https URL")]
+    [InlineData("tiny=127.0.0.1:8080", "is not an http or https URL")]
+    [InlineData("tiny=/v1", "is not an http or https URL")]
+    [InlineData("tiny=http://a/v1?key=1", "without user, query or fragment")]
+    public void ParseEngines_BadEngine_ThrowsWithClearMessage(string pair, string expected)
+    {
+        var error = Assert.Throws<ArgumentException>(() => NodeOptionParser.ParseEngines([pair]));
+
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ParseEngines_NameTooLongForItsLabelOrGivenTwice_Throws()
+    {
+        Assert.Throws<ArgumentException>(() => NodeOptionParser.ParseEngines([$"{new string('e', 58)}=http://a/v1"]));
+        NodeOptionParser.ParseEngines([$"{new string('e', 57)}=http://a/v1"]);
+        Assert.Contains("more than once", Assert.Throws<ArgumentException>(() => NodeOptionParser.ParseEngines(["a=http://x/v1", "a=http://y/v1"])).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Validate_EngineLabelsReservedAndCountedWithLabels()
+    {
+        var engines = NodeOptionParser.ParseEngines(["tiny=http://127.0.0.1:8080/v1"]);
+        new NodeAgentOptions { Engines = engines, Labels = new Dictionary<string, string> { ["region"] = "eu" } }.Validate();
+
+        var reserved = Assert.Throws<ArgumentException>(() => new NodeAgentOptions { Labels = new Dictionary<string, string> { ["engine:tiny"] = "openai" } }.Validate());
+        Assert.Contains("reserved for engines", reserved.Message, StringComparison.Ordinal);
+
+        var labels = Enumerable.Range(0, NodeOptionParser.MaxLabels).ToDictionary(i => $"k{i}", _ => "v");
+        Assert.Throws<ArgumentException>(() => new NodeAgentOptions { Engines = engines, Labels = labels }.Validate());
+    }
 }

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
@@ -17,7 +18,10 @@ namespace Emc.Coordinator.Inference.OpenAi;
 /// <see cref="DeploymentService.GenerateAsync"/>: <c>GET /v1/models</c>, <c>GET /v1/models/{id}</c>,
 /// <c>POST /v1/completions</c> and <c>POST /v1/chat/completions</c>, with <c>stream: true</c> as
 /// server-sent events (<c>data: {chunk}</c>, a usage chunk when <c>stream_options.include_usage</c>,
-/// then <c>data: [DONE]</c>), as vLLM and OpenAI answer.
+/// then <c>data: [DONE]</c>), as vLLM and OpenAI answer. A model that names an external engine's
+/// deployment is passed through to the engine (<see cref="DeploymentService.CallEngineAsync"/>): its
+/// answer comes back as the engine gave it, with the network's model name. Every answered request is
+/// metered through <see cref="IUsageMeter"/>.
 /// </summary>
 /// <remarks>
 /// Errors are <c>{"error": {"message", "type", "param", "code"}}</c>: 400 a malformed request, 404 an
@@ -82,12 +86,20 @@ public static partial class OpenAiApi
         var (service, options) = Services(context);
         var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(OpenAiApi));
         var time = context.RequestServices.GetRequiredService<TimeProvider>();
+        var meter = context.RequestServices.GetRequiredService<IUsageMeter>();
         var aborted = context.RequestAborted;
         OpenAiCompletionRequest request;
         GenerationResult result;
         try
         {
-            request = OpenAiRequestParser.Parse(await ReadBodyAsync(context, options.MaxRequestBytes, aborted), chat, options);
+            var body = await ReadBodyAsync(context, options.MaxRequestBytes, aborted);
+            if (EngineTarget(body, service) is { } engine)
+            {
+                await PassThroughAsync(context, engine.Request, engine.Model, chat, options, meter, time, aborted);
+                return;
+            }
+
+            request = OpenAiRequestParser.Parse(body, chat, options);
             result = await service.GenerateAsync(request.Model, request.Generation, time.GetUtcNow() + options.Timeout, aborted);
         }
         catch (OpenAiException ex)
@@ -97,14 +109,7 @@ public static partial class OpenAiApi
         }
         catch (GenerationException ex)
         {
-            await WriteErrorAsync(context, ex.Kind switch
-            {
-                GenerationFailure.BadRequest => OpenAiException.Invalid(ex.Message, "model"),
-                GenerationFailure.NotFound => NotFound(null, ex.Message),
-                GenerationFailure.Overloaded => new OpenAiException(429, "rate_limit_error", ex.Message, null, "overloaded"),
-                GenerationFailure.DeadlineExceeded => new OpenAiException(503, "server_error", ex.Message, null, "timeout"),
-                _ => new OpenAiException(503, "server_error", ex.Message, null, "service_unavailable"),
-            });
+            await WriteErrorAsync(context, ToOpenAi(ex));
             return;
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
@@ -117,7 +122,7 @@ public static partial class OpenAiApi
         var head = new ChunkHead(id, chat ? "chat.completion.chunk" : "text_completion", created, request.Model, chat);
         if (request.Stream)
         {
-            await StreamAsync(context, head, request, result, logger, aborted);
+            await StreamAsync(context, head, request, result, logger, meter, time, aborted);
             return;
         }
 
@@ -147,6 +152,7 @@ public static partial class OpenAiApi
         }
 
         Log.Completed(logger, request.Model, result.ReplicaId, result.PromptTokens, completionTokens, finish ?? "stop");
+        meter.Record(new MeteredRequest(result.DeploymentId, request.Model, result.ReplicaId, new TokenUsage(result.PromptTokens, completionTokens), time.GetUtcNow()));
         await WriteJsonAsync(context, 200, json =>
         {
             json.WriteStartObject();
@@ -178,7 +184,7 @@ public static partial class OpenAiApi
         });
     }
 
-    private static async Task StreamAsync(HttpContext context, ChunkHead head, OpenAiCompletionRequest request, GenerationResult result, ILogger logger, CancellationToken aborted)
+    private static async Task StreamAsync(HttpContext context, ChunkHead head, OpenAiCompletionRequest request, GenerationResult result, ILogger logger, IUsageMeter meter, TimeProvider time, CancellationToken aborted)
     {
         var response = context.Response;
         response.StatusCode = 200;
@@ -187,6 +193,9 @@ public static partial class OpenAiApi
         response.Headers["X-Accel-Buffering"] = "no";
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
         var buffer = new ArrayBufferWriter<byte>(1024);
+
+        // What the client was sent, metered even when the stream breaks off: a token is a byte.
+        var sentTokens = 0;
         try
         {
             if (head.Chat)
@@ -201,6 +210,7 @@ public static partial class OpenAiApi
             {
                 await foreach (var delta in result.Deltas.ReadAllAsync(aborted))
                 {
+                    sentTokens += Encoding.UTF8.GetByteCount(delta.Text);
                     if (delta.FinishReason is not null)
                     {
                         finish = delta.FinishReason;
@@ -221,11 +231,16 @@ public static partial class OpenAiApi
             catch (GenerationException ex)
             {
                 // The status went out with the first event; the error is an event of its own, as vLLM sends it.
+                meter.Record(new MeteredRequest(result.DeploymentId, request.Model, result.ReplicaId, new TokenUsage(result.PromptTokens, sentTokens), time.GetUtcNow()));
+                sentTokens = -1;
                 await WriteEventAsync(response, buffer, json => WriteError(json, new OpenAiException(503, "server_error", ex.Message, null, "generation_failed")), aborted);
                 await response.Body.WriteAsync("data: [DONE]\n\n"u8.ToArray(), aborted);
                 await response.Body.FlushAsync(aborted);
                 return;
             }
+
+            meter.Record(new MeteredRequest(result.DeploymentId, request.Model, result.ReplicaId, new TokenUsage(result.PromptTokens, completionTokens), time.GetUtcNow()));
+            sentTokens = -1;
 
             if (request.IncludeUsage)
             {
@@ -250,8 +265,163 @@ public static partial class OpenAiApi
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
             // The client went away: the generation is cancelled on the node through the same token.
+            if (sentTokens >= 0)
+            {
+                meter.Record(new MeteredRequest(result.DeploymentId, request.Model, result.ReplicaId, new TokenUsage(result.PromptTokens, sentTokens), time.GetUtcNow()));
+            }
         }
     }
+
+    /// <summary>The model a body names when it is an engine deployment's, with the body as a JSON object; null for everything else.</summary>
+    private static (string Model, JsonObject Request)? EngineTarget(byte[] body, DeploymentService service)
+    {
+        try
+        {
+            return JsonNode.Parse(body, documentOptions: new JsonDocumentOptions { MaxDepth = 64 }) is JsonObject request
+                && request["model"] is JsonValue model && model.TryGetValue<string>(out var name) && service.IsEngine(name)
+                ? (name, request)
+                : null;
+        }
+        catch (JsonException)
+        {
+            // The parser below says what is wrong with it.
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Passes a request through to an external engine. The body goes as the client sent it, but for a
+    /// stream <c>stream_options.include_usage</c> is set so that the answer can be metered; when the client
+    /// did not ask for usage, its chunk and the <c>"usage"</c> fields are taken out again. The engine's 4xx
+    /// reaches the client as it is; nothing is written before the engine answered, so a replica that fails
+    /// first is replaced and a failure still gets its status.
+    /// </summary>
+    private static async Task PassThroughAsync(HttpContext context, JsonObject request, string model, bool chat, OpenAiOptions options, IUsageMeter meter, TimeProvider time, CancellationToken aborted)
+    {
+        var stream = request["stream"]?.GetValueKind() switch
+        {
+            null or JsonValueKind.Null or JsonValueKind.False => false,
+            JsonValueKind.True => true,
+            _ => throw OpenAiException.Invalid("stream must be a boolean.", "stream"),
+        };
+        var hideUsage = false;
+        if (stream)
+        {
+            switch (request["stream_options"])
+            {
+                case null:
+                    request["stream_options"] = new JsonObject { ["include_usage"] = true };
+                    hideUsage = true;
+                    break;
+                case JsonObject streamOptions when streamOptions["include_usage"]?.GetValueKind() != JsonValueKind.True:
+                    streamOptions["include_usage"] = true;
+                    hideUsage = true;
+                    break;
+                default:
+                    // Asked for already, or not an object: the engine answers that.
+                    break;
+            }
+        }
+
+        long? maxTokens = Whole(request["max_completion_tokens"]) ?? Whole(request["max_tokens"]);
+        var choices = Math.Max(1, Math.Max(Whole(request["n"]) ?? 1, Whole(request["best_of"]) ?? 1));
+        var engineRequest = new EngineRequest
+        {
+            Path = chat ? "chat/completions" : "completions",
+            Body = JsonSerializer.SerializeToUtf8Bytes(request),
+            Stream = stream,
+            HideUsage = hideUsage,
+            MaxTokens = maxTokens is { } max and > 0 ? Math.Min(max, int.MaxValue) * Math.Min(choices, 1024) : null,
+        };
+
+        EngineResponse answer;
+        try
+        {
+            answer = await context.RequestServices.GetRequiredService<DeploymentService>().CallEngineAsync(model, engineRequest, time.GetUtcNow() + options.Timeout, aborted);
+        }
+        catch (GenerationException ex)
+        {
+            await WriteErrorAsync(context, ToOpenAi(ex));
+            return;
+        }
+
+        if (answer.Body is { } whole)
+        {
+            context.Response.StatusCode = answer.Status;
+            context.Response.ContentType = JsonType;
+            context.Response.ContentLength = whole.Length;
+            if (answer.Status == 200)
+            {
+                meter.Record(new MeteredRequest(answer.DeploymentId, model, answer.ReplicaId, answer.Usage, time.GetUtcNow()));
+            }
+
+            await context.Response.Body.WriteAsync(whole, aborted);
+            return;
+        }
+
+        var response = context.Response;
+        response.StatusCode = 200;
+        response.ContentType = "text/event-stream; charset=utf-8";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        var metered = false;
+        void Meter()
+        {
+            if (!metered)
+            {
+                metered = true;
+                meter.Record(new MeteredRequest(answer.DeploymentId, model, answer.ReplicaId, answer.Usage, time.GetUtcNow()));
+            }
+        }
+
+        try
+        {
+            try
+            {
+                await foreach (var data in answer.Events!.ReadAllAsync(aborted))
+                {
+                    buffer.ResetWrittenCount();
+                    buffer.Write("data: "u8);
+                    buffer.Write(data);
+                    buffer.Write("\n\n"u8);
+                    await response.Body.WriteAsync(buffer.WrittenMemory, aborted);
+                    await response.Body.FlushAsync(aborted);
+                }
+            }
+            catch (GenerationException ex)
+            {
+                Meter();
+                await WriteEventAsync(response, buffer, json => WriteError(json, new OpenAiException(503, "server_error", ex.Message, null, "engine_failed")), aborted);
+                await response.Body.WriteAsync("data: [DONE]\n\n"u8.ToArray(), aborted);
+                await response.Body.FlushAsync(aborted);
+                return;
+            }
+
+            Meter();
+            await response.Body.WriteAsync("data: [DONE]\n\n"u8.ToArray(), aborted);
+            await response.Body.FlushAsync(aborted);
+        }
+        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+        {
+            // The client went away: the engine request is stopped on the node through the same token. The
+            // engine worked for it, but its usage never came: an unmetered answer.
+            Meter();
+        }
+    }
+
+    private static long? Whole(JsonNode? node) =>
+        node is JsonValue value && value.TryGetValue<long>(out var number) ? number : null;
+
+    private static OpenAiException ToOpenAi(GenerationException ex) => ex.Kind switch
+    {
+        GenerationFailure.BadRequest => OpenAiException.Invalid(ex.Message, "model"),
+        GenerationFailure.NotFound => NotFound(null, ex.Message),
+        GenerationFailure.Overloaded => new OpenAiException(429, "rate_limit_error", ex.Message, null, "overloaded"),
+        GenerationFailure.DeadlineExceeded => new OpenAiException(503, "server_error", ex.Message, null, "timeout"),
+        _ => new OpenAiException(503, "server_error", ex.Message, null, "service_unavailable"),
+    };
 
     private static void WriteChunk(Utf8JsonWriter json, ChunkHead head, bool includeUsage, bool role, string? text, string? finish)
     {
@@ -324,8 +494,16 @@ public static partial class OpenAiApi
         json.WriteString("object", "model");
         json.WriteNumber("created", model.DeployedAt.ToUnixTimeSeconds());
         json.WriteString("owned_by", options.OwnedBy);
-        json.WriteNumber("version", model.Version);
-        json.WriteNumber("max_model_len", model.Context);
+        if (model.Engine)
+        {
+            json.WriteBoolean("engine", true);
+        }
+        else
+        {
+            json.WriteNumber("version", model.Version);
+            json.WriteNumber("max_model_len", model.Context);
+        }
+
         json.WriteEndObject();
     }
 
