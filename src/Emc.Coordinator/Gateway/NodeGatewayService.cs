@@ -249,6 +249,14 @@ public sealed partial class NodeGatewayService(
                     calls.ReplyReceived(nodeId, message.InferReply);
                     break;
 
+                case NodeMessage.BodyOneofCase.InferReplies:
+                    foreach (var reply in message.InferReplies.Replies)
+                    {
+                        calls.ReplyReceived(nodeId, reply);
+                    }
+
+                    break;
+
                 case NodeMessage.BodyOneofCase.GenerateChunk:
                     // Matched among this node's generations only, like replies.
                     calls.ChunkReceived(nodeId, message.GenerateChunk);

@@ -42,6 +42,47 @@ public sealed class NodeOutboxTests
     }
 
     [Fact]
+    public async Task Pump_RepliesQueuedBehindEachOther_LeaveAsOneMessageInOrder_OthersAlone()
+    {
+        var written = new List<NodeMessage>();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var outbox = new NodeOutbox(
+            async (message, _) =>
+            {
+                written.Add(message);
+                await release.Task;
+            },
+            capacity: 1024);
+
+        // The first message holds the writer while the rest queue up behind it.
+        Assert.True(outbox.TrySend(new NodeMessage { Heartbeat = new Heartbeat { Seq = 1 } }));
+        for (ulong id = 1; id <= 300; id++)
+        {
+            Assert.True(outbox.TrySend(new NodeMessage { InferReply = new InferReply { CallId = id, Ok = true } }));
+            if (id == 5)
+            {
+                Assert.True(outbox.TrySend(new NodeMessage { Heartbeat = new Heartbeat { Seq = 2 } }));
+            }
+        }
+
+        Assert.True(outbox.TrySend(new NodeMessage { InferReply = new InferReply { CallId = 1000, Error = new string('x', NodeOutbox.MaxMergedBytes) } }));
+        release.SetResult();
+        await outbox.CloseAsync(CancellationToken.None).WaitAsync(Timeout);
+
+        // heartbeat, replies 1-5 together, heartbeat, 6-261 (256), 262-300, then the oversized one alone.
+        Assert.Equal(
+            ["Heartbeat", "InferReplies:5", "Heartbeat", "InferReplies:256", "InferReplies:39", "InferReply"],
+            written.Select(m => m.BodyCase == NodeMessage.BodyOneofCase.InferReplies ? $"InferReplies:{m.InferReplies.Replies.Count}" : m.BodyCase.ToString()));
+        var ids = written.SelectMany(m => m.BodyCase switch
+        {
+            NodeMessage.BodyOneofCase.InferReplies => m.InferReplies.Replies.Select(r => r.CallId),
+            NodeMessage.BodyOneofCase.InferReply => [m.InferReply.CallId],
+            _ => [],
+        });
+        Assert.Equal([.. Enumerable.Range(1, 300).Select(i => (ulong)i), 1000UL], ids);
+    }
+
+    [Fact]
     public async Task SendAsync_AfterClose_IsDroppedQuietly()
     {
         var written = 0;
