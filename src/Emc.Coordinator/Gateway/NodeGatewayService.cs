@@ -6,6 +6,7 @@ using Emc.Coordinator.Inference;
 using Emc.Coordinator.Registry;
 using Emc.Coordinator.Scheduling;
 using Emc.Core.Identity;
+using Emc.Core.Registry;
 using System.Threading.Channels;
 using Emc.Core.Scheduling;
 using Grpc.Core;
@@ -124,7 +125,8 @@ public sealed partial class NodeGatewayService(
                 cancellationToken);
 
             // From here on one writer owns the response stream; everything else queues for it.
-            writer = WriteOutboundAsync(outbound.Reader, responseStream, sessionCancel, cancellationToken);
+            var mergeCalls = NodeRegistration.Parser.ParseFrom(answer.Register.Payload).Features.Contains(ProtocolFeatures.InferBatches);
+            writer = WriteOutboundAsync(outbound.Reader, responseStream, mergeCalls, sessionCancel, cancellationToken);
             scheduler.NodeConnected(sessionId, node.ToCapacity());
             graceful = await RunSessionAsync(requestStream, outbound.Writer, grain, nodeId, sessionId, cancellationToken);
         }
@@ -154,9 +156,45 @@ public sealed partial class NodeGatewayService(
         }
     }
 
+    /// <summary>The most bytes of inference calls merged into one message.</summary>
+    internal const int MaxMergedBytes = 1024 * 1024;
+
+    /// <summary>The most inference calls merged into one message.</summary>
+    internal const int MaxMergedCalls = 256;
+
+    /// <summary>
+    /// An inference call with more queued right behind it leaves as one <see cref="InferCalls"/> message
+    /// (up to <see cref="MaxMergedCalls"/> calls and <see cref="MaxMergedBytes"/>), in order; anything
+    /// else leaves as it is.
+    /// </summary>
+    internal static CoordinatorMessage Merge(CoordinatorMessage message, ChannelReader<CoordinatorMessage> outbound)
+    {
+        if (message.BodyCase != CoordinatorMessage.BodyOneofCase.InferCall
+            || !outbound.TryPeek(out var next) || next.BodyCase != CoordinatorMessage.BodyOneofCase.InferCall)
+        {
+            return message;
+        }
+
+        var merged = new InferCalls();
+        merged.Calls.Add(message.InferCall);
+        var bytes = message.InferCall.CalculateSize();
+        while (merged.Calls.Count < MaxMergedCalls
+            && outbound.TryPeek(out next)
+            && next.BodyCase == CoordinatorMessage.BodyOneofCase.InferCall
+            && bytes + next.InferCall.CalculateSize() is var total && total <= MaxMergedBytes
+            && outbound.TryRead(out next))
+        {
+            merged.Calls.Add(next.InferCall);
+            bytes = total;
+        }
+
+        return merged.Calls.Count == 1 ? message : new CoordinatorMessage { InferCalls = merged };
+    }
+
     private static async Task WriteOutboundAsync(
         ChannelReader<CoordinatorMessage> outbound,
         IServerStreamWriter<CoordinatorMessage> responseStream,
+        bool mergeCalls,
         CancellationTokenSource session,
         CancellationToken cancellationToken)
     {
@@ -169,8 +207,9 @@ public sealed partial class NodeGatewayService(
             {
                 while (outbound.TryRead(out var message))
                 {
+                    var next = mergeCalls ? Merge(message, outbound) : message;
                     responseStream.WriteOptions = outbound.Count > 0 ? buffered : null;
-                    await responseStream.WriteAsync(message, cancellationToken);
+                    await responseStream.WriteAsync(next, cancellationToken);
                 }
             }
         }

@@ -4,6 +4,7 @@ using DeviceBenchmark = Emc.Core.Hardware.DeviceBenchmark;
 using HardwareProfile = Emc.Core.Hardware.HardwareProfile;
 using Emc.Core.Hardware;
 using Emc.Core.Identity;
+using Emc.Core.Registry;
 using Emc.Node.Connection;
 using Emc.Node.Hardware;
 using Emc.Node.Inference;
@@ -197,6 +198,13 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
                             // Queued, never waited for: the reader must keep reading.
                             inference.Dispatch(message.InferCall);
                         }
+                        else if (message.BodyCase == CoordinatorMessage.BodyOneofCase.InferCalls)
+                        {
+                            foreach (var call in message.InferCalls.Calls)
+                            {
+                                inference.Dispatch(call);
+                            }
+                        }
                         else if (message.BodyCase == CoordinatorMessage.BodyOneofCase.GenerateCall)
                         {
                             inference.Dispatch(message.GenerateCall);
@@ -330,6 +338,7 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
     {
         var registration = new NodeRegistration
         {
+            Features = { ProtocolFeatures.InferBatches },
             Name = options.Name,
             AgentVersion = AgentVersion,
             Price = options.Price,
