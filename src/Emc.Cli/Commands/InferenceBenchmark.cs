@@ -160,7 +160,7 @@ internal static class InferenceBenchmark
         var nodes = new Option<int>("--nodes") { Description = "Node processes behind the coordinator (one replica serves). Default 1.", DefaultValueFactory = _ => 1 };
         var maxBatch = new Option<int>("--max-batch") { Description = "Rows per batch of the batched deployments. Default 16.", DefaultValueFactory = _ => 16 };
         var delay = new Option<long>("--delay-us") { Description = "Queue delay of the second batched deployment, microseconds. Default 500.", DefaultValueFactory = _ => 500 };
-        var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads of (a) and (b); 0 lets it choose, as a node does. Default 0.", DefaultValueFactory = _ => 0 };
+        var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads of (a), (b) and the node (its --inference-threads); 0 lets it choose. Default 0.", DefaultValueFactory = _ => 0 };
         var runs = new Option<int>("--in-process-runs") { Description = "Timed runs of (a). Default 5000.", DefaultValueFactory = _ => 5000 };
         var binary = new Option<bool>("--binary") { Description = "Send inputs with the binary tensor data extension instead of JSON." };
         var json = CommonOptions.Json();
@@ -312,7 +312,8 @@ internal static class InferenceBenchmark
             // (c) a coordinator and node processes.
             progress.WriteLine($"(c) coordinator and {settings.Nodes} node(s) ...");
             await using (var network = await LocalNetwork.StartAsync(
-                Path.Combine(root, "network"), settings.Nodes, "http://127.0.0.1:0", "http://127.0.0.1:0", [], TimeSpan.FromSeconds(120), cancellationToken))
+                Path.Combine(root, "network"), settings.Nodes, "http://127.0.0.1:0", "http://127.0.0.1:0",
+                settings.Threads > 0 ? ["--inference-threads", settings.Threads.ToString(CultureInfo.InvariantCulture)] : [], TimeSpan.FromSeconds(120), cancellationToken))
             {
                 var api = EmcApiClient.Create(network.ApiUrl!, TimeSpan.FromSeconds(30));
                 await api.PushModelAsync(modelPath, ModelName, null, "onnx", [], [], cancellationToken);
