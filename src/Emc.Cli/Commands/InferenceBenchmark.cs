@@ -227,6 +227,18 @@ internal static class InferenceBenchmark
         return command;
     }
 
+    /// <summary>
+    /// Unmeasured closed-loop load on a target before its first measured phase, so that every process on
+    /// its path has compiled its hot code to the final tier: without it the first phase after a start
+    /// measures the JIT's background compilation as much as the server (a 2 s open-loop warm-up at
+    /// 200 req/s is 400 requests, too few). <see cref="InferenceBenchSettings.Warmup"/> × 3, at least 3 s.
+    /// </summary>
+    private static async Task WarmUpAsync(LoadClient load, Uri target, InferenceBenchSettings settings, int[] pids, CancellationToken cancellationToken)
+    {
+        var seconds = Math.Max(3, settings.Warmup.TotalSeconds * 3);
+        await load.ClosedLoopAsync("warm-up", target, settings.Concurrency, TimeSpan.Zero, TimeSpan.FromSeconds(seconds), pids, cancellationToken);
+    }
+
     private static Command CreateServe()
     {
         var model = new Argument<string>("model") { Description = "The ONNX file to serve." };
@@ -296,6 +308,7 @@ internal static class InferenceBenchmark
                     progress.WriteLine($"    client alone against a no-op handler: {client.RequestsPerSecond:0} req/s");
                     throughputs.Add(client);
 
+                    await WarmUpAsync(load, target, settings, [server.Id], cancellationToken);
                     var direct = await load.OpenLoopAsync("(b) single-hop", target, settings.Rate, settings.Warmup, settings.LatencyDuration, [server.Id], cancellationToken);
                     progress.WriteLine($"    latency p50 {direct.P50Ms:0.000} ms, p99 {direct.P99Ms:0.000} ms");
                     latencies.Add(direct);
@@ -339,6 +352,7 @@ internal static class InferenceBenchmark
                     progress.WriteLine($"    deploying: max-batch {maxBatch}, delay {delay} µs, {spec.EffectiveMaxOngoing} in flight per replica ...");
                     var id = await DeployAsync(api, spec, network, cancellationToken);
                     await load.CheckAsync(target, reference, label, cancellationToken);
+                    await WarmUpAsync(load, target, settings, pids, cancellationToken);
                     var latency = await load.OpenLoopAsync(label, target, settings.Rate, settings.Warmup, settings.LatencyDuration, pids, cancellationToken);
                     progress.WriteLine($"    latency p50 {latency.P50Ms:0.000} ms, p99 {latency.P99Ms:0.000} ms");
                     latencies.Add(latency);
