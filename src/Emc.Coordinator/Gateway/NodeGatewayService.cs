@@ -157,39 +157,18 @@ public sealed partial class NodeGatewayService(
     }
 
     /// <summary>The most bytes of inference calls merged into one message.</summary>
-    internal const int MaxMergedBytes = 1024 * 1024;
-
-    /// <summary>The most inference calls merged into one message.</summary>
-    internal const int MaxMergedCalls = 256;
+    internal const int MaxMergedBytes = StreamMerging.MaxMergedBytes;
 
     /// <summary>
     /// An inference call with more queued right behind it leaves as one <see cref="InferCalls"/> message
-    /// (up to <see cref="MaxMergedCalls"/> calls and <see cref="MaxMergedBytes"/>), in order; anything
-    /// else leaves as it is.
+    /// (see <see cref="StreamMerging"/>); anything else leaves as it is.
     /// </summary>
-    internal static CoordinatorMessage Merge(CoordinatorMessage message, ChannelReader<CoordinatorMessage> outbound)
-    {
-        if (message.BodyCase != CoordinatorMessage.BodyOneofCase.InferCall
-            || !outbound.TryPeek(out var next) || next.BodyCase != CoordinatorMessage.BodyOneofCase.InferCall)
-        {
-            return message;
-        }
-
-        var merged = new InferCalls();
-        merged.Calls.Add(message.InferCall);
-        var bytes = message.InferCall.CalculateSize();
-        while (merged.Calls.Count < MaxMergedCalls
-            && outbound.TryPeek(out next)
-            && next.BodyCase == CoordinatorMessage.BodyOneofCase.InferCall
-            && bytes + next.InferCall.CalculateSize() is var total && total <= MaxMergedBytes
-            && outbound.TryRead(out next))
-        {
-            merged.Calls.Add(next.InferCall);
-            bytes = total;
-        }
-
-        return merged.Calls.Count == 1 ? message : new CoordinatorMessage { InferCalls = merged };
-    }
+    internal static CoordinatorMessage Merge(CoordinatorMessage message, ChannelReader<CoordinatorMessage> outbound) =>
+        StreamMerging.Merge(
+            message,
+            outbound,
+            static m => m.BodyCase == CoordinatorMessage.BodyOneofCase.InferCall ? m.InferCall : null,
+            static calls => new CoordinatorMessage { InferCalls = new InferCalls { Calls = { calls } } });
 
     private static async Task WriteOutboundAsync(
         ChannelReader<CoordinatorMessage> outbound,

@@ -81,39 +81,18 @@ public sealed class NodeOutbox : INodeOutbox, IAsyncDisposable
     }
 
     /// <summary>The most bytes of replies merged into one message.</summary>
-    public const int MaxMergedBytes = 1024 * 1024;
-
-    /// <summary>The most replies merged into one message.</summary>
-    public const int MaxMergedReplies = 256;
+    public const int MaxMergedBytes = StreamMerging.MaxMergedBytes;
 
     /// <summary>
     /// An inference reply with more queued right behind it leaves as one <see cref="InferReplies"/>
-    /// message (up to <see cref="MaxMergedReplies"/> replies and <see cref="MaxMergedBytes"/>), in order;
-    /// anything else leaves as it is.
+    /// message (see <see cref="StreamMerging"/>); anything else leaves as it is.
     /// </summary>
-    internal static NodeMessage Merge(NodeMessage message, ChannelReader<NodeMessage> reader)
-    {
-        if (message.BodyCase != NodeMessage.BodyOneofCase.InferReply
-            || !reader.TryPeek(out var next) || next.BodyCase != NodeMessage.BodyOneofCase.InferReply)
-        {
-            return message;
-        }
-
-        var merged = new InferReplies();
-        merged.Replies.Add(message.InferReply);
-        var bytes = message.InferReply.CalculateSize();
-        while (merged.Replies.Count < MaxMergedReplies
-            && reader.TryPeek(out next)
-            && next.BodyCase == NodeMessage.BodyOneofCase.InferReply
-            && bytes + next.InferReply.CalculateSize() is var total && total <= MaxMergedBytes
-            && reader.TryRead(out next))
-        {
-            merged.Replies.Add(next.InferReply);
-            bytes = total;
-        }
-
-        return merged.Replies.Count == 1 ? message : new NodeMessage { InferReplies = merged };
-    }
+    internal static NodeMessage Merge(NodeMessage message, ChannelReader<NodeMessage> reader) =>
+        StreamMerging.Merge(
+            message,
+            reader,
+            static m => m.BodyCase == NodeMessage.BodyOneofCase.InferReply ? m.InferReply : null,
+            static replies => new NodeMessage { InferReplies = new InferReplies { Replies = { replies } } });
 
     private async Task PumpAsync()
     {
