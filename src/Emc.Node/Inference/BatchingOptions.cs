@@ -12,8 +12,9 @@ public sealed record BatchingOptions
 
     /// <summary>
     /// How long a partial batch may wait for more items, counted from its oldest item's arrival; a
-    /// batch that fills up goes out at once. Default zero: never wait (Triton's default). Timers tick in
-    /// whole milliseconds, so a shorter delay waits up to a millisecond.
+    /// batch that fills up goes out at once. Default zero: never wait (Triton's default). On Linux a delay
+    /// under 2 ms is slept precisely (<c>nanosleep</c>, within tens of microseconds); longer ones, and other
+    /// platforms, use a timer that ticks in whole milliseconds.
     /// </summary>
     public TimeSpan MaxQueueDelay { get; init; } = TimeSpan.Zero;
 

@@ -49,6 +49,7 @@ public sealed class DynamicBatcher<TItem, TResult> : IAsyncDisposable
     private readonly int _maxConcurrency;
     private readonly long _delay;
     private readonly bool _completeInline;
+    private readonly bool _preciseWaits;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly ITimer _timer;
@@ -99,6 +100,7 @@ public sealed class DynamicBatcher<TItem, TResult> : IAsyncDisposable
         _maxQueueSize = options.MaxQueueSize;
         _maxConcurrency = options.MaxConcurrency;
         _time = timeProvider ?? TimeProvider.System;
+        _preciseWaits = ReferenceEquals(_time, TimeProvider.System) && PreciseSleep.IsSupported;
         _delay = (long)Math.Ceiling(options.MaxQueueDelay.Ticks * (double)_time.TimestampFrequency / TimeSpan.TicksPerSecond);
         _logger = logger ?? NullLogger.Instance;
         _batchSizeCounts = new long[_maxBatchSize];
@@ -387,9 +389,25 @@ public sealed class DynamicBatcher<TItem, TResult> : IAsyncDisposable
         // A timer armed earlier than needed stays: it fires once for nothing and is armed again.
         if (dueAt < _timerDueAt)
         {
+            _timerDueAt = dueAt;
+            var wait = TimeSpan.FromSeconds((dueAt - now) / (double)_time.TimestampFrequency);
+            if (_preciseWaits && wait < PreciseSleep.Threshold)
+            {
+                // A sub-millisecond batching delay: slept precisely on a thread of its own rather than
+                // rounded up to a timer's millisecond and its late callback.
+                ThreadPool.UnsafeQueueUserWorkItem(
+                    static state =>
+                    {
+                        PreciseSleep.Sleep(state.Wait);
+                        state.Owner.OnTimer();
+                    },
+                    (Owner: this, Wait: wait),
+                    preferLocal: false);
+                return;
+            }
+
             // Rounded up to whole milliseconds: system timers truncate to them, and a timer that fires
             // before its time would be armed again and again until the time comes.
-            _timerDueAt = dueAt;
             var milliseconds = Math.Ceiling((dueAt - now) * 1000.0 / _time.TimestampFrequency);
             _timer.Change(TimeSpan.FromMilliseconds(Math.Max(1, milliseconds)), Timeout.InfiniteTimeSpan);
         }
