@@ -144,9 +144,13 @@ public sealed class SchedulingGatewayTests
             using var key = NodeKey.Create();
             string jobId;
             LeaseOffer held;
-            await using (var first = await TestCoordinator.StartAsync(data))
+            // The coordinator stops while the node's stream is still open, as in a crash: the node's
+            // lease must survive. (A node whose stream ends while the coordinator runs is lost, and its
+            // work is rightly reissued, so the node is closed only after the coordinator.)
+            var first = await TestCoordinator.StartAsync(data);
+            var node = await NodeConnection.OpenAsync(first.Channel, key, Registrations.Valid("worker"), "test", CancellationToken.None);
+            try
             {
-                await using var node = await NodeConnection.OpenAsync(first.Channel, key, Registrations.Valid("worker"), "test", CancellationToken.None);
                 jobId = (await first.Api.SubmitJobAsync(Job(3), CancellationToken.None)).Id;
                 var done = (await NextAsync(node, CoordinatorMessage.BodyOneofCase.LeaseOffer)).LeaseOffer;
                 await node.SendAsync(new NodeMessage { TaskResult = new TaskResult { LeaseId = done.LeaseId, Succeeded = true, Output = "zero" } }, CancellationToken.None);
@@ -154,6 +158,11 @@ public sealed class SchedulingGatewayTests
                 held = (await NextAsync(node, CoordinatorMessage.BodyOneofCase.LeaseOffer)).LeaseOffer;
                 await node.SendAsync(new NodeMessage { LeaseAccept = new LeaseAccept { LeaseId = held.LeaseId } }, CancellationToken.None);
                 await WaitForTaskAsync(first.Api, held.TaskId, t => t.State == TaskState.Running);
+            }
+            finally
+            {
+                await first.DisposeAsync();
+                await node.DisposeAsync();
             }
 
             await using var second = await TestCoordinator.StartAsync(data);
