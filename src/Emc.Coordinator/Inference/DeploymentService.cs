@@ -180,34 +180,9 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         }
 
         var sink = new GenerationSink(request.MaxTokens + 2);
-        var routing = deployment.Router.RouteAsync(new RoutedCall(request, deployment.Metadata, deadline, sink), deadline, cancellationToken).AsTask();
-        _ = routing.ContinueWith(
-            static (task, state) =>
-            {
-                // A generation that started and then stopped without finishing (deadline, client gone, fault) ends with an error.
-                var result = task.Result;
-                ((GenerationSink)state!).Complete(result.Outcome == RouteOutcome.Success ? null : new GenerationException(GenerationFailure.Unavailable, RouteText(result)));
-            },
-            sink,
-            CancellationToken.None,
-            TaskContinuationOptions.ExecuteSynchronously,
-            TaskScheduler.Default);
-        var first = await Task.WhenAny(sink.Started, routing);
-        if (first == sink.Started || sink.HasStarted)
-        {
-            return new GenerationResult(sink.Reader, request.Prompt.Length, await sink.Started) { DeploymentId = deployment.Record.Id };
-        }
-
-        var outcome = await routing;
-        throw outcome.Outcome switch
-        {
-            RouteOutcome.Rejected => new GenerationException(GenerationFailure.BadRequest, outcome.Error!.Message),
-            RouteOutcome.Overloaded => new GenerationException(GenerationFailure.Overloaded, $"The model '{model}' is overloaded: every replica is busy and the queue is full. Retry later."),
-            RouteOutcome.NoReplicas => new GenerationException(GenerationFailure.Unavailable, $"The model '{model}' has no ready replica."),
-            RouteOutcome.DeadlineExceeded => new GenerationException(GenerationFailure.DeadlineExceeded, "The request timed out before the first token."),
-            RouteOutcome.Canceled => new OperationCanceledException(cancellationToken),
-            _ => new GenerationException(GenerationFailure.Unavailable, $"The model '{model}' is unavailable: {outcome.Error?.Message}"),
-        };
+        var text = await StartStreamAsync(
+            deployment, new RoutedCall(request, deployment.Metadata, deadline, sink), sink.Started, () => sink.HasStarted, sink.Complete, model, "the first token", deadline, cancellationToken);
+        return new GenerationResult(sink.Reader, request.Prompt.Length, text) { DeploymentId = deployment.Record.Id };
     }
 
     /// <summary>Whether <paramref name="model"/> names an external engine's deployment (then OpenAI requests pass through to it).</summary>
@@ -228,21 +203,43 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             ? found
             : throw new GenerationException(GenerationFailure.NotFound, $"The model '{model}' is not an engine deployment.");
         var sink = new EngineSink();
-        var routing = deployment.Router.RouteAsync(new RoutedCall(request, deployment.Metadata, deadline, sink), deadline, cancellationToken).AsTask();
+        var start = await StartStreamAsync(
+            deployment, new RoutedCall(request, deployment.Metadata, deadline, sink), sink.Started, () => sink.HasStarted, sink.Complete, model, "the engine answered", deadline, cancellationToken);
+        return new EngineResponse(sink, start, deployment.Record.Id);
+    }
+
+    /// <summary>
+    /// Routes a streaming call (a generation, or an engine call) and returns once its sink started: a
+    /// replica that fails before that is replaced by another, as a plain request's would be. A stream that
+    /// started and then stopped without finishing (deadline, client gone, fault) ends its sink with an
+    /// error. Throws <see cref="GenerationException"/> when no replica started it.
+    /// </summary>
+    private static async Task<T> StartStreamAsync<T>(
+        Deployment deployment,
+        RoutedCall call,
+        Task<T> started,
+        Func<bool> hasStarted,
+        Action<Exception?> complete,
+        string model,
+        string before,
+        DateTimeOffset deadline,
+        CancellationToken cancellationToken)
+    {
+        var routing = deployment.Router.RouteAsync(call, deadline, cancellationToken).AsTask();
         _ = routing.ContinueWith(
             static (task, state) =>
             {
                 var result = task.Result;
-                ((EngineSink)state!).Complete(result.Outcome == RouteOutcome.Success ? null : new GenerationException(GenerationFailure.Unavailable, RouteText(result)));
+                ((Action<Exception?>)state!)(result.Outcome == RouteOutcome.Success ? null : new GenerationException(GenerationFailure.Unavailable, RouteText(result)));
             },
-            sink,
+            complete,
             CancellationToken.None,
             TaskContinuationOptions.ExecuteSynchronously,
             TaskScheduler.Default);
-        var first = await Task.WhenAny(sink.Started, routing);
-        if (first == sink.Started || sink.HasStarted)
+        var first = await Task.WhenAny(started, routing);
+        if (first == started || hasStarted())
         {
-            return new EngineResponse(sink, await sink.Started, deployment.Record.Id);
+            return await started;
         }
 
         var outcome = await routing;
@@ -251,7 +248,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             RouteOutcome.Rejected => new GenerationException(GenerationFailure.BadRequest, outcome.Error!.Message),
             RouteOutcome.Overloaded => new GenerationException(GenerationFailure.Overloaded, $"The model '{model}' is overloaded: every replica is busy and the queue is full. Retry later."),
             RouteOutcome.NoReplicas => new GenerationException(GenerationFailure.Unavailable, $"The model '{model}' has no ready replica."),
-            RouteOutcome.DeadlineExceeded => new GenerationException(GenerationFailure.DeadlineExceeded, "The request timed out before the engine answered."),
+            RouteOutcome.DeadlineExceeded => new GenerationException(GenerationFailure.DeadlineExceeded, $"The request timed out before {before}."),
             RouteOutcome.Canceled => new OperationCanceledException(cancellationToken),
             _ => new GenerationException(GenerationFailure.Unavailable, $"The model '{model}' is unavailable: {outcome.Error?.Message}"),
         };
