@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Emc.Cli.Infrastructure;
+using Emc.Core.Verification;
 using Emc.Node.Agent;
 using Emc.Node.Connection;
 using Microsoft.Extensions.Logging;
@@ -43,7 +44,13 @@ internal static class NodeCommand
                 + "`emc model deploy NAME --engine`), URL its OpenAI base URL (http or https). Repeat for more.",
             Arity = ArgumentArity.OneOrMore,
         };
-        var command = new Command("node", "Run a node agent: register with the coordinator and take work.") { coordinator, name, data, devices, labels, price, threads, inferenceThreads, engines };
+        var simulateFault = new Option<string>("--simulate-fault")
+        {
+            Description = "Misbehave on purpose, to test a network's defences (docs/verification.md): sign-flip, random, scaled, lazy, copy "
+                + "(training updates), wrong-output[:FRACTION] (inference answers; default 0.1 of them) or overstated-hardware (admission "
+                + "and challenges). Never on a node that earns for real: its faults are caught and its stake slashed.",
+        };
+        var command = new Command("node", "Run a node agent: register with the coordinator and take work.") { coordinator, name, data, devices, labels, price, threads, inferenceThreads, engines, simulateFault };
         command.SetAction(async (result, _) =>
         {
             NodeAgentOptions options;
@@ -60,6 +67,7 @@ internal static class NodeCommand
                     Price = NodeOptionParser.ParsePrice(result.GetValue(price)),
                     TrainingThreads = result.GetValue(threads) is var t and >= 0 and <= 1024 ? t : throw new ArgumentException("--training-threads must be 0 to 1024."),
                     InferenceThreads = result.GetValue(inferenceThreads) is var i and >= 0 and <= 1024 ? i : throw new ArgumentException("--inference-threads must be 0 to 1024."),
+                    SimulateFault = result.GetValue(simulateFault) is { } fault ? ParseFault(fault) : null,
                 };
                 options.Validate();
             }
@@ -97,5 +105,17 @@ internal static class NodeCommand
             }
         });
         return command;
+    }
+
+    private static FaultSimulation ParseFault(string text)
+    {
+        try
+        {
+            return FaultSimulation.Parse(text);
+        }
+        catch (FormatException ex)
+        {
+            throw new ArgumentException($"--simulate-fault: {ex.Message}", ex);
+        }
     }
 }

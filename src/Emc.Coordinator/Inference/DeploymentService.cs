@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Threading.Channels;
 using Emc.Coordinator.Scheduling;
 using Emc.Coordinator.Training;
+using Emc.Coordinator.Verification;
 using Emc.Core;
 using Emc.Core.Hardware;
 using Emc.Core.Inference;
@@ -37,6 +38,8 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
     private readonly SchedulerService _scheduler;
     private readonly NodeCallHub _hub;
     private readonly IUsageMeter _usage;
+    private readonly InferenceAuditor _auditor;
+    private readonly LocalReferee _referee;
     private readonly DeploymentOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -54,6 +57,8 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         SchedulerService scheduler,
         NodeCallHub hub,
         IUsageMeter usage,
+        InferenceAuditor auditor,
+        LocalReferee referee,
         DeploymentOptions options,
         TimeProvider timeProvider,
         ILoggerFactory loggers)
@@ -63,6 +68,8 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         _scheduler = scheduler;
         _hub = hub;
         _usage = usage;
+        _auditor = auditor;
+        _referee = referee;
         _options = options;
         _time = timeProvider;
         _loggers = loggers;
@@ -70,6 +77,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         _scheduler.Committed += OnCommitted;
         _hub.ReplicaStatusChanged += OnReplicaStatus;
         _hub.NodeGone += OnNodeGone;
+        _auditor.FaultProven += OnFaultProven;
     }
 
     /// <summary>Completes when the stored deployments have been loaded.</summary>
@@ -113,9 +121,14 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         }
 
         var result = await deployment.Router.RouteAsync(new RoutedCall(request, deployment.Metadata, deadline), deadline, cancellationToken);
+        if (result.Outcome == RouteOutcome.Success)
+        {
+            _auditor.Consider(deployment.Audit, request, result.Response!, result.ReplicaId!);
+            return result.Response!;
+        }
+
         return result.Outcome switch
         {
-            RouteOutcome.Success => result.Response!,
             RouteOutcome.Rejected => throw new OipException(OipErrorKind.BadRequest, result.Error!.Message),
             RouteOutcome.Overloaded => throw OipException.Unavailable($"model '{model}' is overloaded: every replica is busy and the queue is full"),
             RouteOutcome.NoReplicas => throw OipException.Unavailable($"model '{model}' has no ready replica"),
@@ -543,6 +556,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             Desired = Math.Max(1, spec.MinReplicas),
         };
         deployment.Router.ReplicaMisbehaving = (replica, node, problem) => _inbox.Writer.TryWrite(() => EvictAsync(deployment, replica, node, problem));
+        deployment.Audit = new AuditTarget(record.Id, $"model:{spec.Model}:{record.Version.ToString(CultureInfo.InvariantCulture)}", deployment.Metadata, deployment.Router, _referee.For(descriptor));
         _deployments[record.Id] = deployment;
         PublishByModel();
         Log.Deployed(_logger, record.Id, spec.Model, record.Version, spec.MinReplicas, spec.MaxReplicas);
@@ -826,13 +840,23 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
     /// A replica whose node keeps answering with malformed replies: it leaves the router at once, and its
     /// lease is evicted, so the scheduler lowers the node's reputation and places the replica elsewhere.
     /// </summary>
-    private async Task EvictAsync(Deployment deployment, string replicaId, string nodeId, string problem)
+    private Task EvictAsync(Deployment deployment, string replicaId, string nodeId, string problem) =>
+        EvictAsync(deployment, replicaId, nodeId, problem, $"its replica of {deployment.Record.Id} answered with malformed replies ({problem})");
+
+    /// <summary>A node proven by an audit to have answered wrongly: its replica is evicted as a misbehaving one is.</summary>
+    private void OnFaultProven(AuditFinding finding) =>
+        _inbox.Writer.TryWrite(() =>
+            _deployments.TryGetValue(finding.DeploymentId, out var deployment)
+                ? EvictAsync(deployment, finding.ReplicaId, finding.Node, finding.Evidence, $"its replica of {finding.DeploymentId} answered wrongly ({finding.Evidence}); {string.Join(", ", finding.Witnesses)} agreed against it")
+                : Task.CompletedTask);
+
+    private async Task EvictAsync(Deployment deployment, string replicaId, string nodeId, string problem, string reason)
     {
         deployment.Router.RemoveReplica(replicaId);
         Log.ReplicaEvicted(_logger, deployment.Record.Id, replicaId, nodeId, problem);
         try
         {
-            await _scheduler.EvictAsync(nodeId, replicaId, $"its replica of {deployment.Record.Id} answered with malformed replies ({problem})", CancellationToken.None);
+            await _scheduler.EvictAsync(nodeId, replicaId, reason, CancellationToken.None);
         }
         catch (Exception ex) when (ex is SchedulingException or InvalidOperationException or OperationCanceledException)
         {
@@ -940,6 +964,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             CreatedAt = deployment.Record.CreatedAt,
             Kind = deployment.IsEngine ? "engine" : "model",
             Usage = _usage.GetUsage(deployment.Record.Id),
+            Audit = _auditor.GetStats(deployment.Record.Id),
         };
     }
 
@@ -1062,6 +1087,9 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         public long Submitted { get; set; }
 
         public List<ReplicaJob> Jobs { get; } = [];
+
+        /// <summary>Where the auditor re-runs the deployment's sampled answers.</summary>
+        public AuditTarget Audit { get; set; } = null!;
     }
 
     private sealed class ReplicaJob(string jobId, string taskId, long number)

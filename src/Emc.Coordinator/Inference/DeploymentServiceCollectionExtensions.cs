@@ -1,3 +1,5 @@
+using Emc.Coordinator.Verification;
+using Emc.Core.Verification;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
@@ -14,6 +16,11 @@ public static class DeploymentServiceCollectionExtensions
         services.TryAddSingleton<IDeploymentStore, InMemoryDeploymentStore>();
         services.TryAddSingleton(new DeploymentOptions());
         services.TryAddSingleton<IUsageMeter, InMemoryUsageMeter>();
+        services.TryAddSingleton(new InferenceAuditOptions());
+        services.TryAddSingleton(new TrustBook());
+        services.AddSingleton<InferenceAuditor>();
+        services.AddHostedService(sp => sp.GetRequiredService<InferenceAuditor>());
+        services.AddSingleton<LocalReferee>();
         services.AddSingleton<NodeCallHub>();
         services.AddSingleton<DeploymentService>();
         services.AddSingleton<IInferenceBackend>(sp => sp.GetRequiredService<DeploymentService>());

@@ -373,6 +373,83 @@ public sealed class ReplicaRouter<TRequest, TResponse>
         }
     }
 
+    /// <summary>The node that replica <paramref name="replicaId"/> runs on, or null when the router does not hold it.</summary>
+    public string? NodeOf(string replicaId)
+    {
+        foreach (var replica in Volatile.Read(ref _replicas))
+        {
+            if (string.Equals(replica.Id, replicaId, StringComparison.Ordinal))
+            {
+                return replica.NodeId;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Sends <paramref name="request"/> once to the least loaded healthy replica that runs on none of
+    /// <paramref name="excludedNodes"/> and has a free slot: for a check that must run somewhere other than
+    /// where the first answer came from. It neither queues nor retries, so it never delays callers of
+    /// <see cref="RouteAsync"/>: it ends <see cref="RouteOutcome.NoReplicas"/> when no replica runs on
+    /// another node, <see cref="RouteOutcome.Overloaded"/> when those are all unhealthy or at their cap.
+    /// Its sends do not count in <see cref="GetStats"/>.
+    /// </summary>
+    public async ValueTask<RouteResult<TResponse>> SendElsewhereAsync(TRequest request, IReadOnlyCollection<string> excludedNodes, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(excludedNodes);
+        var now = Now();
+        var any = false;
+        ReplicaState? best = null;
+        var bestLoad = int.MaxValue;
+        foreach (var replica in Volatile.Read(ref _replicas))
+        {
+            if (replica.Removed || excludedNodes.Contains(replica.NodeId))
+            {
+                continue;
+            }
+
+            any = true;
+            var load = Volatile.Read(ref replica.Outstanding);
+            if (replica.IsHealthy(now) && load < replica.Cap && load < bestLoad)
+            {
+                best = replica;
+                bestLoad = load;
+            }
+        }
+
+        if (best is null || !best.TryAcquire())
+        {
+            return new RouteResult<TResponse>(any ? RouteOutcome.Overloaded : RouteOutcome.NoReplicas, default, null, null, 0);
+        }
+
+        Interlocked.Increment(ref _inFlight);
+        try
+        {
+            var response = await best.Replica.SendAsync(request, cancellationToken);
+            best.Answered();
+            return new RouteResult<TResponse>(RouteOutcome.Success, response, null, best.Id, 1, best.NodeId);
+        }
+        catch (ReplicaRejectedException rejection)
+        {
+            best.Answered();
+            return new RouteResult<TResponse>(RouteOutcome.Rejected, default, rejection, best.Id, 1, best.NodeId);
+        }
+        catch (ReplicaUnavailableException failure) when (!cancellationToken.IsCancellationRequested)
+        {
+            best.MarkUnhealthy(Now() + _options.UnhealthyCooldown.Ticks);
+            return new RouteResult<TResponse>(RouteOutcome.Unavailable, default, failure, best.Id, 1, best.NodeId);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return new RouteResult<TResponse>(RouteOutcome.Canceled, default, null, best.Id, 1, best.NodeId);
+        }
+        finally
+        {
+            Release(best);
+        }
+    }
+
     private static RouteOutcome Stopped(bool waitingForReplica, CancellationToken callerToken) =>
         callerToken.IsCancellationRequested ? RouteOutcome.Canceled
         : waitingForReplica ? RouteOutcome.NoReplicas

@@ -39,12 +39,14 @@ public enum RouteOutcome
 /// </param>
 /// <param name="ReplicaId">The replica that answered (success or rejection), or that failed last.</param>
 /// <param name="Attempts">Sends made: 0 when the request never reached a replica.</param>
+/// <param name="NodeId">The node of <paramref name="ReplicaId"/>, where the router says (checks run elsewhere).</param>
 public readonly record struct RouteResult<TResponse>(
     RouteOutcome Outcome,
     TResponse? Response,
     Exception? Error,
     string? ReplicaId,
-    int Attempts)
+    int Attempts,
+    string? NodeId = null)
 {
     public bool IsSuccess => Outcome == RouteOutcome.Success;
 }

@@ -83,6 +83,9 @@ public sealed record DeploymentView
 
     /// <summary>What its OpenAI-compatible traffic used since the coordinator started.</summary>
     public DeploymentUsage Usage { get; init; } = new();
+
+    /// <summary>What sampled redundant execution checked of the deployment's answers since the coordinator started.</summary>
+    public DeploymentAudit Audit { get; init; } = new();
 }
 
 /// <summary>
@@ -108,4 +111,41 @@ public sealed record DeploymentUsage
 
     /// <summary>Answered requests whose tokens are not known (no usage in the engine's answer).</summary>
     public long Unmetered { get; init; }
+}
+
+/// <summary>
+/// The checks of one deployment's answers: each sampled answer is re-run on another node and compared,
+/// with a referee when they differ. <see cref="Overhead"/> is the checks' executions over the paid answers.
+/// </summary>
+public sealed record DeploymentAudit
+{
+    /// <summary>Answers given: the paid work.</summary>
+    public long Answers { get; init; }
+
+    /// <summary>Answers drawn for a check.</summary>
+    public long Sampled { get; init; }
+
+    /// <summary>Checks that reached a verdict.</summary>
+    public long Checked { get; init; }
+
+    /// <summary>Checks whose second execution agreed.</summary>
+    public long Agreed { get; init; }
+
+    /// <summary>Answers proven wrong.</summary>
+    public long Faults { get; init; }
+
+    /// <summary>Disagreements no referee could settle.</summary>
+    public long Disputes { get; init; }
+
+    /// <summary>Checks with no other node to run on, or out of time.</summary>
+    public long Skipped { get; init; }
+
+    /// <summary>Checks dropped because the auditor's queue was full.</summary>
+    public long Dropped { get; init; }
+
+    /// <summary>Executions the checks cost: second runs and referees.</summary>
+    public long Executions { get; init; }
+
+    /// <summary>The audit overhead: <see cref="Executions"/> / <see cref="Answers"/> (0 before any answer).</summary>
+    public double Overhead => Answers == 0 ? 0 : (double)Executions / Answers;
 }

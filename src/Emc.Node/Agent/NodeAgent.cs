@@ -75,7 +75,7 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         var engines = options.Engines.Select(e => new ExternalEngine(e)).ToList();
         using var disposeEngines = new EngineList(engines);
         await CheckEnginesAsync(engines, drain);
-        await using var inference = new InferenceHost(models, logger, time, engines);
+        await using var inference = new InferenceHost(models, logger, time, engines) { Fault = options.SimulateFault };
         Inference = inference;
         var executors = options.Executors ?? TaskExecutors.CreateDefault(probe, time);
         if (!executors.TryGet(training.Kind, out _))

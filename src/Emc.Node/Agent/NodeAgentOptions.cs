@@ -1,4 +1,5 @@
 using Emc.Core.Inference;
+using Emc.Core.Verification;
 using Emc.Node.Inference;
 using Emc.Node.Work;
 
@@ -51,6 +52,12 @@ public sealed class NodeAgentOptions
 
     /// <summary>CPU threads ONNX Runtime uses per served model; 0 (default) lets it choose.</summary>
     public int InferenceThreads { get; set; }
+
+    /// <summary>
+    /// A fault the node commits on purpose, to test a network's defences (<c>--simulate-fault MODE</c>,
+    /// docs/verification.md). Null (the default) for an honest node.
+    /// </summary>
+    public FaultSimulation? SimulateFault { get; set; }
 
     /// <summary>
     /// The executors the node runs leases with. Default null: the built-ins of

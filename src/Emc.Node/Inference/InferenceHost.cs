@@ -1,7 +1,9 @@
+using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using Emc.Compute.Inference;
 using Emc.Contracts.Node.V1;
 using Emc.Core.Inference;
+using Emc.Core.Verification;
 using Emc.Node.Connection;
 using Emc.Node.Work;
 using Google.Protobuf;
@@ -45,6 +47,12 @@ public sealed partial class InferenceHost : IAsyncDisposable
             _engines.Add(engine.Name, engine);
         }
     }
+
+    /// <summary>
+    /// A fault to commit on purpose (<c>--simulate-fault wrong-output[:FRACTION]</c>): that fraction of the
+    /// answers has its first output element changed. Null (the default) for an honest node.
+    /// </summary>
+    public FaultSimulation? Fault { get; init; }
 
     /// <summary>The first wait before an engine that did not answer is asked again; it doubles up to <see cref="EngineRetryMaxDelay"/>.</summary>
     public TimeSpan EngineRetryDelay { get; init; } = TimeSpan.FromSeconds(1);
@@ -117,7 +125,7 @@ public sealed partial class InferenceHost : IAsyncDisposable
         var pending = replica.Batcher.EnqueueAsync(item, deadline, CancellationToken.None);
         if (pending.IsCompleted)
         {
-            Reply(ToReply(call.CallId, pending));
+            Reply(ToReply(call.CallId, pending, Strikes()));
         }
         else
         {
@@ -125,7 +133,7 @@ public sealed partial class InferenceHost : IAsyncDisposable
                 static (task, state) =>
                 {
                     var (host, callId) = ((InferenceHost, ulong))state!;
-                    host.Reply(ToReply(callId, task));
+                    host.Reply(ToReply(callId, task, host.Strikes()));
                 },
                 (this, call.CallId),
                 CancellationToken.None,
@@ -485,7 +493,10 @@ public sealed partial class InferenceHost : IAsyncDisposable
         }
     }
 
-    private static InferReply ToReply(ulong callId, Task<CallOutcome> task)
+    /// <summary>Whether the simulated fault hits this answer.</summary>
+    private bool Strikes() => Fault is { Mode: FaultMode.WrongOutput } fault && fault.Strikes(Random.Shared.NextDouble());
+
+    private static InferReply ToReply(ulong callId, Task<CallOutcome> task, bool corrupt)
     {
         if (task.IsCompletedSuccessfully)
         {
@@ -496,7 +507,8 @@ public sealed partial class InferenceHost : IAsyncDisposable
                 long bytes = 0;
                 foreach (var tensor in outcome.Outputs!)
                 {
-                    var raw = tensor.ToBinary();
+                    var raw = corrupt ? Corrupt(tensor) : tensor.ToBinary();
+                    corrupt = false;
                     bytes += raw.Length;
                     var data = new InferTensorData { Name = tensor.Name, Datatype = tensor.Datatype.ToWireName(), Raw = UnsafeByteOperations.UnsafeWrap(raw) };
                     data.Shape.Add(tensor.Shape);
@@ -523,6 +535,27 @@ public sealed partial class InferenceHost : IAsyncDisposable
             null => Failure(callId, InferErrorKind.Unavailable, "the call was cancelled"),
             _ => Failure(callId, InferErrorKind.Internal, $"the model failed: {error.Message}"),
         };
+    }
+
+    /// <summary>A simulated wrong answer: the tensor's first element changed (a float by +1, anything else by one bit).</summary>
+    private static ReadOnlyMemory<byte> Corrupt(InferTensor tensor)
+    {
+        var raw = tensor.ToBinary().ToArray();
+        if (tensor.Datatype == TensorDatatype.Fp32 && raw.Length >= 4)
+        {
+            var value = BinaryPrimitives.ReadSingleLittleEndian(raw);
+            BinaryPrimitives.WriteSingleLittleEndian(raw, value + 1f);
+        }
+        else if (tensor.Datatype == TensorDatatype.Bytes && raw.Length > 4 && BinaryPrimitives.ReadUInt32LittleEndian(raw) > 0)
+        {
+            raw[4] ^= 1;
+        }
+        else if (raw.Length > 0)
+        {
+            raw[0] ^= 1;
+        }
+
+        return raw;
     }
 
     /// <summary>A refusal as the client reads it: without the " (Parameter 'inputs')" that names our code's parameter.</summary>

@@ -570,4 +570,38 @@ public sealed class ReplicaRouterTests
         replica.Hold = false;
         replica.Release();
     }
+
+    // ------------------------------------------------------------ checks elsewhere
+
+    [Fact]
+    public async Task SendElsewhereAsync_PicksAReplicaOnAnotherNode_NeverQueuesOrCountsInStats()
+    {
+        var router = NewRouter();
+        var first = new FakeReplica("a", cap: 1, node: "node-a");
+        var second = new FakeReplica("b", cap: 1, node: "node-b") { Hold = true };
+        router.AddReplica(first);
+        router.AddReplica(second);
+
+        Assert.Equal("node-b", router.NodeOf("b"));
+        Assert.Null(router.NodeOf("nope"));
+
+        // Only node-b qualifies; it takes the check.
+        var check = router.SendElsewhereAsync(7, ["node-a"], CancellationToken.None).AsTask();
+        await second.WaitForCallsAsync(1);
+        Assert.Equal(0, first.Calls);
+
+        // node-b is now at its cap: a second check does not wait for it.
+        var busy = await router.SendElsewhereAsync(8, ["node-a"], CancellationToken.None);
+        Assert.Equal(RouteOutcome.Overloaded, busy.Outcome);
+
+        second.Release();
+        var done = await check.WaitAsync(Wait);
+        Assert.Equal((RouteOutcome.Success, "b", "node-b"), (done.Outcome, done.ReplicaId, done.NodeId));
+
+        // Every node excluded: nothing to run on.
+        var none = await router.SendElsewhereAsync(9, ["node-a", "node-b"], CancellationToken.None);
+        Assert.Equal(RouteOutcome.NoReplicas, none.Outcome);
+        Assert.Equal(0, router.GetStats().Requests);
+        Assert.Equal(0, router.Outstanding);
+    }
 }

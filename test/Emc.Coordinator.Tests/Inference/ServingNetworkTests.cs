@@ -271,7 +271,7 @@ internal sealed class ServingNodes(TestCoordinator coordinator) : IAsyncDisposab
 
     public IReadOnlyList<NodeAgent> Agents => [.. _nodes.Where(n => !n.Run.IsCompleted).Select(n => n.Agent)];
 
-    public async Task StartAsync(int count, IReadOnlyList<Emc.Node.Inference.EngineEndpoint>? engines = null)
+    public async Task StartAsync(int count, IReadOnlyList<Emc.Node.Inference.EngineEndpoint>? engines = null, Emc.Core.Verification.FaultSimulation? fault = null)
     {
         var started = new List<NodeAgent>();
         for (var i = 0; i < count; i++)
@@ -288,6 +288,7 @@ internal sealed class ServingNodes(TestCoordinator coordinator) : IAsyncDisposab
                     DrainTimeout = TimeSpan.FromSeconds(10),
                     LinkBenchmarkBytes = 64 * 1024,
                     Engines = engines ?? [],
+                    SimulateFault = fault,
                 },
                 new FixedProbe(),
                 TimeProvider.System,
