@@ -25,6 +25,7 @@ internal static class BenchCommand
         command.Subcommands.Add(CreateScheduler());
         command.Subcommands.Add(CreateTrainLocal());
         InferenceBenchmark.AddTo(command);
+        AuditBenchmark.AddTo(command);
         return command;
     }
 

@@ -21,6 +21,7 @@ public static class DeploymentServiceCollectionExtensions
         services.AddSingleton<InferenceAuditor>();
         services.AddHostedService(sp => sp.GetRequiredService<InferenceAuditor>());
         services.AddSingleton<LocalReferee>();
+        services.AddHostedService<ReputationSync>();
         services.AddSingleton<NodeCallHub>();
         services.AddSingleton<DeploymentService>();
         services.AddSingleton<IInferenceBackend>(sp => sp.GetRequiredService<DeploymentService>());

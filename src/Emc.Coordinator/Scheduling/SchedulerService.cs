@@ -89,6 +89,14 @@ public sealed partial class SchedulerService : BackgroundService
     public Task<bool> EvictAsync(string nodeId, string leaseId, string reason, CancellationToken cancellationToken) =>
         RequestAsync(s => s.Evict(nodeId, leaseId, reason), cancellationToken);
 
+    /// <summary>Sets a node's reputation, which weighs in placement (<see cref="Scheduler.SetReputation"/>).</summary>
+    public Task<bool> SetReputationAsync(string nodeId, double reputation, CancellationToken cancellationToken) =>
+        RequestAsync(s =>
+        {
+            s.SetReputation(nodeId, reputation);
+            return true;
+        }, cancellationToken);
+
     public Task<double> SetAccountWeightAsync(string account, double weight, CancellationToken cancellationToken) =>
         RequestAsync(s =>
         {
