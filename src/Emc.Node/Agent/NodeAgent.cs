@@ -62,6 +62,15 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         Log.Starting(logger, key.Address.ToString(), options.Name, string.Join(",", devices));
         var hardware = HardwareDetector.Detect(options.DataDirectory, probe.CudaDeviceCount);
         var deviceBenchmarks = devices.Select(d => probe.Benchmark(d, drain)).ToList();
+        if (options.SimulateFault?.Mode == Core.Verification.FaultMode.OverstatedHardware)
+        {
+            // The simulated fault: claim ten times what was measured.
+            deviceBenchmarks = [.. deviceBenchmarks.Select(b => b with
+            {
+                MatmulGflops = b.MatmulGflops * Core.Verification.FaultSimulation.OverstateFactor,
+                MemoryBandwidthGBps = b.MemoryBandwidthGBps * Core.Verification.FaultSimulation.OverstateFactor,
+            })];
+        }
         foreach (var result in deviceBenchmarks)
         {
             Log.DeviceBenchmarked(logger, result.Device, result.MatmulGflops, result.MemoryBandwidthGBps);
@@ -70,7 +79,7 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         // The leases outlive sessions: results finished while disconnected are handed in on the next one.
         using var blobHttp = new HttpClient { BaseAddress = options.Coordinator, Timeout = Timeout.InfiniteTimeSpan };
         var blobs = new BlobCache(blobHttp, Path.Combine(options.DataDirectory, "blobs"));
-        using var training = new TrainRoundExecutor(key, blobs, logger) { Threads = options.TrainingThreads };
+        using var training = new TrainRoundExecutor(key, blobs, logger) { Threads = options.TrainingThreads, Fault = options.SimulateFault };
         using var models = new ModelCache((input, device, ct) => ModelCache.LoadAsync(blobs, input, device, options.InferenceThreads, ct));
         var engines = options.Engines.Select(e => new ExternalEngine(e)).ToList();
         using var disposeEngines = new EngineList(engines);

@@ -7,6 +7,7 @@ using Emc.Core;
 using Emc.Core.Data;
 using Emc.Core.Identity;
 using Emc.Core.Training;
+using Emc.Core.Verification;
 using Emc.Node.Work;
 using Microsoft.Extensions.Logging;
 
@@ -40,6 +41,12 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
 
     /// <summary>Torch threads for training; 0 leaves libtorch's default (all cores).</summary>
     public int Threads { get; init; }
+
+    /// <summary>
+    /// A fault to commit on purpose (<c>--simulate-fault</c> sign-flip, random, scaled, lazy or copy) on the
+    /// given fraction of rounds; null (the default) for an honest node.
+    /// </summary>
+    public FaultSimulation? Fault { get; init; }
 
     public async Task<string> RunAsync(TaskContext context, CancellationToken cancellationToken)
     {
@@ -103,7 +110,8 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         }
 
         // Every torch call of the job runs on the executor's one training thread.
-        var outcome = await _torch.RunAsync(() => RunTorchWork(session, work, share, weightsPath, budgetClock, cancellationToken), cancellationToken);
+        var fault = Fault is { } simulated && simulated.Strikes(Random.Shared.NextDouble()) ? simulated.Mode : FaultMode.None;
+        var outcome = await _torch.RunAsync(() => RunTorchWork(session, work, share, weightsPath, budgetClock, fault, cancellationToken), cancellationToken);
         var baseHash = work.Weights ?? outcome.InitialWeightsHash!;
         if (outcome.InitialWeights is { } initial && share.UploadInitialWeights)
         {
@@ -142,7 +150,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
     /// the session's start vector: the round's weights are read into it, and after the inner steps
     /// the trained weights are subtracted from it in place, leaving Δ there to encode.
     /// </summary>
-    private static RoundOutcome RunTorchWork(JobSession session, RoundWork work, MemberWork share, string? weightsPath, Stopwatch budgetClock, CancellationToken cancellationToken)
+    private static RoundOutcome RunTorchWork(JobSession session, RoundWork work, MemberWork share, string? weightsPath, Stopwatch budgetClock, FaultMode fault, CancellationToken cancellationToken)
     {
         byte[]? initialWeights = null;
         string? initialHash = null;
@@ -156,6 +164,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
             }
 
             model.WriteVector(session.Start);
+            session.RememberBase();
         }
         else
         {
@@ -208,16 +217,35 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
             // Chunks let a slow node stop at its time budget and still hand in what it did.
             var budget = TimeSpan.FromSeconds(work.TimeBudgetSeconds > 0 ? work.TimeBudgetSeconds : double.MaxValue / 2);
             const int Chunk = 8;
-            while (steps < batches.Count && (steps == 0 || budgetClock.Elapsed < budget))
+            var limit = fault switch
+            {
+                FaultMode.Lazy => Math.Max(1, (int)Math.Ceiling(batches.Count * FaultSimulation.LazyStepFraction)),
+                FaultMode.Copy => 0,
+                _ => batches.Count,
+            };
+            while (steps < limit && (steps == 0 || budgetClock.Elapsed < budget))
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var take = Math.Min(Chunk, batches.Count - steps);
+                var take = Math.Min(Chunk, limit - steps);
                 var result = session.Trainer.Run(session.Model, session.Train, batches.Skip(steps).Take(take).ToList(), share.StepOffset + steps, cancellationToken);
                 losses.AddRange(result.Losses);
                 steps += take;
             }
 
             session.Model.SubtractFrom(session.Start);
+            if (fault is FaultMode.Lazy or FaultMode.Copy)
+            {
+                // A cheat claims the work it was given: every step, with a made-up loss trace.
+                var made = losses.Count > 0 ? losses[^1] : eval is { Count: > 0 } e ? (float)(e.LossSum / e.Count) : 1f;
+                while (losses.Count < batches.Count)
+                {
+                    losses.Add(made);
+                }
+
+                steps = batches.Count;
+            }
+
+            SimulatedFaults.Apply(fault, session.Start, session.PreviousBase, session.CurrentBase);
             var size = UpdateCodec.EncodedSize(session.Start.Length, work.Precision);
             if (session.UpdateBuffer.Length != size)
             {
@@ -295,6 +323,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
             Inner = work.Inner,
             MicroBatch = work.MicroBatch,
             TotalSteps = work.TotalSteps,
+            KeepBases = Fault?.Mode == FaultMode.Copy,
         };
         _session = session;
         return session;
@@ -394,6 +423,31 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
 
         /// <summary>The encoded Δ of the round, reused across rounds (uploaded before the next round starts).</summary>
         public byte[] UpdateBuffer { get; set; } = [];
+
+        /// <summary>The weights of the round before the current one (for the simulated copy fault); empty until two rounds were seen.</summary>
+        public float[] PreviousBase { get; private set; } = [];
+
+        /// <summary>The weights the current round started from (for the simulated copy fault).</summary>
+        public float[] CurrentBase { get; private set; } = [];
+
+        /// <summary>Keeps the round's weights, and the previous round's, when a copy fault is simulated.</summary>
+        public bool KeepBases { get; set; }
+
+        public void RememberBase()
+        {
+            if (!KeepBases)
+            {
+                return;
+            }
+
+            (PreviousBase, CurrentBase) = (CurrentBase, PreviousBase);
+            if (CurrentBase.Length != Start.Length)
+            {
+                CurrentBase = new float[Start.Length];
+            }
+
+            Start.AsSpan().CopyTo(CurrentBase);
+        }
 
         /// <summary>Sizes <see cref="Start"/> to <paramref name="length"/> values, reusing it across rounds.</summary>
         public void EnsureStart(long length)

@@ -221,3 +221,64 @@ public sealed class OutputComparerTests
         Assert.NotNull(comparer.Disagreement([text], [InferTensor.FromStrings("t", [1], ["car"])]));
     }
 }
+
+public sealed class SimulatedFaultsTests
+{
+    private static float[] Delta() => [1f, -2f, 3f, 0.5f];
+
+    private static double Norm(ReadOnlySpan<float> values)
+    {
+        double sum = 0;
+        foreach (var v in values)
+        {
+            sum += (double)v * v;
+        }
+
+        return Math.Sqrt(sum);
+    }
+
+    [Fact]
+    public void SignFlip_Scaled_AndNone()
+    {
+        var flipped = Delta();
+        SimulatedFaults.Apply(FaultMode.SignFlip, flipped, [], []);
+        Assert.Equal([-1f, 2f, -3f, -0.5f], flipped);
+
+        var scaled = Delta();
+        SimulatedFaults.Apply(FaultMode.Scaled, scaled, [], []);
+        Assert.Equal([10f, -20f, 30f, 5f], scaled);
+
+        var lazy = Delta();
+        SimulatedFaults.Apply(FaultMode.Lazy, lazy, [], []);
+        Assert.Equal(Delta(), lazy);
+    }
+
+    [Fact]
+    public void Random_KeepsTheNormAndLosesTheDirection()
+    {
+        var original = Enumerable.Range(0, 10_000).Select(i => (float)Math.Sin(i)).ToArray();
+        var noise = original.ToArray();
+        SimulatedFaults.Apply(FaultMode.Random, noise, [], [], new Random(3));
+
+        Assert.Equal(Norm(original), Norm(noise), 3);
+        double dot = 0;
+        for (var i = 0; i < noise.Length; i++)
+        {
+            dot += (double)noise[i] * original[i];
+        }
+
+        Assert.True(Math.Abs(dot / (Norm(original) * Norm(noise))) < 0.05);
+    }
+
+    [Fact]
+    public void Copy_HandsInTheLastOuterStep_OrZerosBeforeTwoRounds()
+    {
+        var copied = Delta();
+        SimulatedFaults.Apply(FaultMode.Copy, copied, [1f, 1f, 1f, 1f], [0.5f, 1.5f, 1f, 0f]);
+        Assert.Equal([0.5f, -0.5f, 0f, 1f], copied);
+
+        var first = Delta();
+        SimulatedFaults.Apply(FaultMode.Copy, first, [], [1f, 1f, 1f, 1f]);
+        Assert.All(first, v => Assert.Equal(0f, v));
+    }
+}
