@@ -1,10 +1,11 @@
+using Emc.Core.Identity;
 namespace Emc.Ledger.Tests;
 
 public sealed class GeneralLedgerTests
 {
     private static readonly CancellationToken None = CancellationToken.None;
     private static readonly EscrowId Job = EscrowId.Job("job-1");
-    private static readonly Core.Identity.EthAddress NodeA = LedgerFixture.Node(0xa);
+    private static readonly EthAddress NodeA = LedgerFixture.Node(0xa);
 
     [Fact]
     public async Task Fund_CreditsUserFromExternal()
@@ -475,7 +476,7 @@ public sealed class GeneralLedgerTests
         await f.Ledger.OpenEscrowAsync("open-job-1", "alice", Job, amount, null, None);
     }
 
-    internal static async Task EarnAsync(LedgerFixture f, Core.Identity.EthAddress node, long amount)
+    internal static async Task EarnAsync(LedgerFixture f, EthAddress node, long amount)
     {
         var key = $"earn-{node}-{amount}";
         var escrow = EscrowId.Job($"earn-{node.ToString()[^8..]}-{amount}");

@@ -1,10 +1,11 @@
+using Emc.Core.Identity;
 namespace Emc.Ledger.Tests;
 
 public sealed class IdempotencyTests
 {
     private static readonly CancellationToken None = CancellationToken.None;
     private static readonly EscrowId Job = EscrowId.Job("job-1");
-    private static readonly Core.Identity.EthAddress NodeA = LedgerFixture.Node(0xa);
+    private static readonly EthAddress NodeA = LedgerFixture.Node(0xa);
 
     [Fact]
     public async Task Repeat_SameKeySameRequest_ReturnsOriginalAndChangesNothing()

@@ -1,3 +1,4 @@
+using Emc.Core.Identity;
 using Emc.Ledger.Settlement;
 
 namespace Emc.Ledger.Tests;
@@ -7,7 +8,7 @@ public sealed class StoreFailureTests
 {
     private static readonly CancellationToken None = CancellationToken.None;
     private static readonly EscrowId Job = EscrowId.Job("job-1");
-    private static readonly Core.Identity.EthAddress NodeA = LedgerFixture.Node(0xa);
+    private static readonly EthAddress NodeA = LedgerFixture.Node(0xa);
 
     [Fact]
     public async Task Pay_StoreFailsPartWay_NothingChangesAndTheSameLedgerGoesOn()
