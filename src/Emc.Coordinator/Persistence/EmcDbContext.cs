@@ -28,6 +28,14 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
 
     public DbSet<DeploymentRow> Deployments => Set<DeploymentRow>();
 
+    public DbSet<Ledger.LedgerTransactionRow> LedgerTransactions => Set<Ledger.LedgerTransactionRow>();
+
+    public DbSet<Ledger.LedgerEntryRow> LedgerEntries => Set<Ledger.LedgerEntryRow>();
+
+    public DbSet<Ledger.LedgerBalanceRow> LedgerBalances => Set<Ledger.LedgerBalanceRow>();
+
+    public DbSet<Ledger.LedgerEpochRow> LedgerEpochs => Set<Ledger.LedgerEpochRow>();
+
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.Entity<NodeRecord>(node =>
@@ -186,6 +194,52 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
             weight.HasKey(w => w.Account);
             weight.Property(w => w.Account).HasColumnName("account").HasMaxLength(64);
             weight.Property(w => w.Weight).HasColumnName("weight");
+        });
+
+        ConfigureLedger(modelBuilder);
+    }
+
+    /// <summary>The ledger's journal (EfLedgerStore): transactions, their entries, balances and settlement epochs.</summary>
+    private static void ConfigureLedger(ModelBuilder modelBuilder)
+    {
+        modelBuilder.Entity<Ledger.LedgerTransactionRow>(transaction =>
+        {
+            transaction.ToTable("ledger_transactions");
+            transaction.HasKey(t => t.Sequence);
+            transaction.Property(t => t.Sequence).ValueGeneratedNever();
+            transaction.Property(t => t.IdempotencyKey).HasMaxLength(200);
+            transaction.Property(t => t.Kind).HasMaxLength(32);
+            transaction.Property(t => t.RequestDigest).HasMaxLength(64);
+            transaction.Property(t => t.JobId).HasMaxLength(200);
+            transaction.Property(t => t.RequestId).HasMaxLength(200);
+            transaction.Property(t => t.Memo).HasMaxLength(1000);
+            transaction.Property(t => t.SubjectEscrow).HasMaxLength(220);
+            transaction.Property(t => t.SubjectNode).HasMaxLength(42);
+            transaction.Property(t => t.SubjectPayment).HasMaxLength(200);
+            transaction.HasIndex(t => t.IdempotencyKey).IsUnique();
+        });
+
+        modelBuilder.Entity<Ledger.LedgerEntryRow>(entry =>
+        {
+            entry.ToTable("ledger_entries");
+            entry.HasKey(e => new { e.Sequence, e.Account });
+            entry.Property(e => e.Account).HasMaxLength(220);
+            entry.HasIndex(e => new { e.Account, e.Sequence });
+        });
+
+        modelBuilder.Entity<Ledger.LedgerBalanceRow>(balance =>
+        {
+            balance.ToTable("ledger_balances");
+            balance.HasKey(b => b.Account);
+            balance.Property(b => b.Account).HasMaxLength(220);
+        });
+
+        modelBuilder.Entity<Ledger.LedgerEpochRow>(epoch =>
+        {
+            epoch.ToTable("ledger_epochs");
+            epoch.HasKey(e => e.Number);
+            epoch.Property(e => e.Number).ValueGeneratedNever();
+            epoch.Property(e => e.Root).HasMaxLength(66);
         });
     }
 }
