@@ -38,9 +38,11 @@ public sealed class OipGrpcService : Proto.GRPCInferenceService.GRPCInferenceSer
         _logger = logger;
     }
 
+    [Microsoft.AspNetCore.Authorization.AllowAnonymous]
     public override Task<Proto.ServerLiveResponse> ServerLive(Proto.ServerLiveRequest request, ServerCallContext context) =>
         Task.FromResult(new Proto.ServerLiveResponse { Live = true });
 
+    [Microsoft.AspNetCore.Authorization.AllowAnonymous]
     public override Task<Proto.ServerReadyResponse> ServerReady(Proto.ServerReadyRequest request, ServerCallContext context) =>
         Task.FromResult(new Proto.ServerReadyResponse { Ready = _readiness.IsReady });
 

@@ -42,11 +42,13 @@ internal static class OipRestApi
         var serverMetadata = ServerMetadataBody(options);
         var v2 = app.MapGroup("/v2");
         v2.MapGet(string.Empty, context => WriteAsync(context, StatusCodes.Status200OK, serverMetadata));
-        v2.MapGet("/health/live", context => WriteAsync(context, StatusCodes.Status200OK, LiveBody));
+        // Health is open, as /healthz and /readyz are: probes and load balancers carry no keys.
+        v2.MapGet("/health/live", context => WriteAsync(context, StatusCodes.Status200OK, LiveBody)).AllowAnonymous();
         v2.MapGet("/health/ready", context =>
             context.RequestServices.GetRequiredService<ReadinessState>().IsReady
                 ? WriteAsync(context, StatusCodes.Status200OK, ReadyBody)
-                : WriteAsync(context, StatusCodes.Status400BadRequest, NotReadyBody));
+                : WriteAsync(context, StatusCodes.Status400BadRequest, NotReadyBody))
+            .AllowAnonymous();
         v2.MapGet("/models/{name}", ModelMetadataAsync);
         v2.MapGet("/models/{name}/versions/{version}", ModelMetadataAsync);
         v2.MapGet("/models/{name}/ready", ModelReadyAsync);
