@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Globalization;
+using Emc.Coordinator.Accounts;
 using Emc.Coordinator.Hosting;
 using Emc.Core.Inference;
 using Microsoft.AspNetCore.Builder;
@@ -78,6 +79,7 @@ internal static class OipRestApi
         var (name, version) = Route(context);
         try
         {
+            await EnsureAccessAsync(context, name, version);
             var metadata = await Backend(context).GetMetadataAsync(name, version, context.RequestAborted)
                 ?? throw OipException.UnknownModel(name, version);
             using var buffer = new PooledBufferWriter(1024);
@@ -95,6 +97,7 @@ internal static class OipRestApi
         var (name, version) = Route(context);
         try
         {
+            await EnsureAccessAsync(context, name, version);
             var backend = Backend(context);
             if (await backend.GetMetadataAsync(name, version, context.RequestAborted) is null)
             {
@@ -122,6 +125,7 @@ internal static class OipRestApi
         var backendFailed = false;
         try
         {
+            await EnsureAccessAsync(context, name, version);
             var headerLength = OipCodec.ParseHeaderLength(context.Request.Headers[OipCodec.HeaderLengthName]);
             int length;
             (body, length) = await ReadBodyAsync(context, options.EffectiveMaxRequestBytes, cancellationToken);
@@ -303,6 +307,10 @@ internal static class OipRestApi
     }
 
     private static IInferenceBackend Backend(HttpContext context) => context.RequestServices.GetRequiredService<IInferenceBackend>();
+
+    // Only the model's owner and the operator see it or call it; others learn nothing more than a 403.
+    private static ValueTask EnsureAccessAsync(HttpContext context, string name, string? version) =>
+        context.RequestServices.GetRequiredService<InferenceAccess>().EnsureAsync(context.GetCaller(), name, version, context.RequestAborted);
 
     // A request the client abandoned gets no answer; everything else is answered in the protocol's form.
     private static bool IsReportable(Exception ex, HttpContext context) =>
