@@ -15,7 +15,7 @@ public sealed partial class OperatorCredential(AccountStore accounts, IOptions<A
 {
     private const string KeyName = "operator";
 
-    /// <summary>Makes or checks the operator account and key; throws <see cref="InvalidOperationException"/> when a configured key cannot be used.</summary>
+    /// <summary>Makes or checks the operator account and key; throws <see cref="OperatorKeyException"/> when a configured key cannot be used.</summary>
     public async Task EnsureAsync(CancellationToken cancellationToken)
     {
         await accounts.EnsureOperatorAccountAsync(cancellationToken);
@@ -25,7 +25,7 @@ public sealed partial class OperatorCredential(AccountStore accounts, IOptions<A
             var problem = await accounts.RegisterKeyAsync(AccountIds.Operator, settings.OperatorKey.Trim(), KeyName, cancellationToken);
             if (problem is not null)
             {
-                throw new InvalidOperationException($"The operator key from configuration (EMC_OPERATOR_KEY) cannot be used: {problem}.");
+                throw new OperatorKeyException($"the operator key from configuration (EMC_OPERATOR_KEY) cannot be used: {problem}");
             }
 
             Log.Configured(logger);
@@ -100,3 +100,6 @@ public sealed partial class OperatorCredential(AccountStore accounts, IOptions<A
         public static partial void Configured(ILogger logger);
     }
 }
+
+/// <summary>An operator key given by configuration that cannot be used (malformed, revoked, another account's).</summary>
+public sealed class OperatorKeyException(string message) : InvalidOperationException(message);
