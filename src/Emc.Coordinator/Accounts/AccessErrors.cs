@@ -96,23 +96,27 @@ public static class AccessErrors
 /// <summary>Answers a request the authorization policies refused, with the reason, in its route family's error form.</summary>
 internal sealed class AccessResultHandler : IAuthorizationMiddlewareResultHandler
 {
-    public Task HandleAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult authorizeResult)
+    public async Task HandleAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult authorizeResult)
     {
         if (authorizeResult.Challenged)
         {
-            var failure = context.Features.Get<IAuthenticateResultFeature>()?.AuthenticateResult?.Failure?.Message;
-            return AccessErrors.WriteAsync(context, StatusCodes.Status401Unauthorized, failure ?? AccessErrors.MissingKey);
+            // The scheme's handler keeps its result for the request, so this asks nothing twice (and a
+            // node's signature is not judged a replay of itself).
+            var failure = (await context.AuthenticateAsync()).Failure?.Message;
+            await AccessErrors.WriteAsync(context, StatusCodes.Status401Unauthorized, failure ?? AccessErrors.MissingKey);
+            return;
         }
 
         if (authorizeResult.Forbidden)
         {
             var reasons = authorizeResult.AuthorizationFailure?.FailureReasons.Select(r => r.Message).Distinct().ToList();
-            return AccessErrors.WriteAsync(
+            await AccessErrors.WriteAsync(
                 context,
                 StatusCodes.Status403Forbidden,
                 reasons is { Count: > 0 } ? string.Join("; ", reasons) : "this key may not do this");
+            return;
         }
 
-        return next(context);
+        await next(context);
     }
 }

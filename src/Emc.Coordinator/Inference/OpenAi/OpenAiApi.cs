@@ -78,15 +78,25 @@ public static partial class OpenAiApi
         });
     }
 
-    private static Task GetModelAsync(HttpContext context)
+    private static async Task GetModelAsync(HttpContext context)
     {
         var (service, options) = Services(context);
         var id = context.Request.RouteValues["id"] as string ?? "";
+        try
+        {
+            // Another account's model is refused whether or not it is ready to serve.
+            await EnsureAccessAsync(context, id, context.RequestAborted);
+        }
+        catch (OpenAiException ex)
+        {
+            await WriteErrorAsync(context, ex);
+            return;
+        }
+
         var model = service.ListLanguageModels().FirstOrDefault(m => m.Name == id);
-        var caller = context.GetCaller();
-        return model is null ? WriteErrorAsync(context, NotFound(id))
-            : !context.RequestServices.GetRequiredService<InferenceAccess>().MayList(caller, model.Name) ? WriteErrorAsync(context, Forbidden(caller, id))
-            : WriteJsonAsync(context, 200, json => WriteModel(json, model, options));
+        await (model is null
+            ? WriteErrorAsync(context, NotFound(id))
+            : WriteJsonAsync(context, 200, json => WriteModel(json, model, options)));
     }
 
     private static async Task CompleteAsync(HttpContext context, bool chat)
