@@ -74,6 +74,7 @@ public sealed class NetworkTests
     }
 
     [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public async Task Up_ThreeNodes_NodesJsonListsThemAndSigtermStopsEverything()
     {
         // The README's quick start: `emc up` in its default folder, then `emc nodes` from another terminal
