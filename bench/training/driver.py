@@ -206,7 +206,10 @@ class Emc:
 
     def cli(self, *argv, timeout=300):
         cmd = self.net.prefix("hub") + self.dotnet + list(argv)
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        # The coordinator's operator key (written at its first start) opens its API.
+        key_file = os.path.join(self.workdir, "coordinator", "operator.key")
+        env = dict(os.environ, EMC_API_KEY=open(key_file).read().strip()) if os.path.exists(key_file) else None
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         if r.returncode != 0:
             raise RuntimeError(f"{' '.join(argv[:3])} failed ({r.returncode}): {r.stderr.strip()[:500]}")
         return r.stdout

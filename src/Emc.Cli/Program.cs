@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Emc.Cli.Commands;
+using Emc.Cli.Infrastructure;
 
 var root = new RootCommand(
     "EMC (EdgeMatrix Computing): one network of GPUs that trains and serves AI models.\n" +
@@ -21,7 +22,9 @@ var root = new RootCommand(
     InferCommand.Create(),
     ChatCommand.Create(),
     BenchCommand.Create(),
+    AccountCommand.Create(),
 };
+root.Options.Add(CommonOptions.ApiKey);
 
 // Signals are handled per command: the coordinator by its host, the node and `up` by draining first.
 var configuration = new InvocationConfiguration { ProcessTerminationTimeout = null };

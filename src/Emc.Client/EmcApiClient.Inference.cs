@@ -71,7 +71,7 @@ public sealed partial class EmcApiClient
                 // Not JSON: the text is the message.
             }
 
-            throw new EmcApiException(response.StatusCode, $"{(int)response.StatusCode} {response.ReasonPhrase}: {message}");
+            throw Failure(response, message);
         }
     }
 

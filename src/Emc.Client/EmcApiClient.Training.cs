@@ -150,7 +150,7 @@ public sealed partial class EmcApiClient
         {
             if (!response.IsSuccessStatusCode)
             {
-                throw new EmcApiException(response.StatusCode, $"{(int)response.StatusCode} {response.ReasonPhrase}: {await ReadProblemAsync(response, cancellationToken)}");
+                throw Failure(response, await ReadProblemAsync(response, cancellationToken));
             }
 
             await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
@@ -204,7 +204,7 @@ public sealed partial class EmcApiClient
         {
             if (!response.IsSuccessStatusCode)
             {
-                throw new EmcApiException(response.StatusCode, $"{(int)response.StatusCode} {response.ReasonPhrase}: {await ReadProblemAsync(response, cancellationToken)}");
+                throw Failure(response, await ReadProblemAsync(response, cancellationToken));
             }
 
             var bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken);
@@ -231,7 +231,7 @@ public sealed partial class EmcApiClient
         {
             if (!response.IsSuccessStatusCode)
             {
-                throw new EmcApiException(response.StatusCode, $"{(int)response.StatusCode} {response.ReasonPhrase}: {await ReadProblemAsync(response, cancellationToken)}");
+                throw Failure(response, await ReadProblemAsync(response, cancellationToken));
             }
 
             if (response.StatusCode == HttpStatusCode.NoContent || typeof(T) == typeof(object))

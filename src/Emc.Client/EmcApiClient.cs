@@ -14,12 +14,26 @@ public sealed class EmcApiException(HttpStatusCode? status, string message) : Ex
     public HttpStatusCode? Status { get; } = status;
 }
 
-/// <summary>The typed client of the coordinator's REST API (/api/v1), used by the CLI and the tests.</summary>
+/// <summary>
+/// The typed client of the coordinator's REST API (/api/v1), used by the CLI and the tests. Every request
+/// carries the API key given (<c>Authorization: Bearer KEY</c>).
+/// </summary>
 public sealed partial class EmcApiClient(HttpClient http)
 {
-    /// <summary>Makes a client for the coordinator at <paramref name="coordinator"/>.</summary>
-    public static EmcApiClient Create(Uri coordinator, TimeSpan? timeout = null) =>
-        new(new HttpClient { BaseAddress = coordinator, Timeout = timeout ?? TimeSpan.FromSeconds(30) });
+    /// <summary>Makes a client for the coordinator at <paramref name="coordinator"/> that sends <paramref name="apiKey"/>.</summary>
+    public static EmcApiClient Create(Uri coordinator, TimeSpan? timeout = null, string? apiKey = null)
+    {
+        var client = new HttpClient { BaseAddress = coordinator, Timeout = timeout ?? TimeSpan.FromSeconds(30) };
+        if (!string.IsNullOrEmpty(apiKey))
+        {
+            client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", apiKey);
+        }
+
+        return new EmcApiClient(client);
+    }
+
+    /// <summary>Said after the coordinator's message when it answers 401 (the CLI says where keys come from).</summary>
+    public string? UnauthorizedHint { get; set; }
 
     /// <summary>The registry's nodes, optionally only those in one status.</summary>
     public Task<IReadOnlyList<NodeView>> GetNodesAsync(NodeStatus? status, CancellationToken cancellationToken) =>
@@ -110,12 +124,20 @@ public sealed partial class EmcApiClient(HttpClient http)
             if (!response.IsSuccessStatusCode)
             {
                 var detail = await ReadProblemAsync(response, cancellationToken);
-                throw new EmcApiException(response.StatusCode, $"{(int)response.StatusCode} {response.ReasonPhrase}: {detail}");
+                throw Failure(response, detail);
             }
 
             return await response.Content.ReadFromJsonAsync<T>(EmcJson.Options, cancellationToken)
                 ?? throw new EmcApiException(response.StatusCode, "the coordinator returned an empty body");
         }
+    }
+
+    private EmcApiException Failure(HttpResponseMessage response, string detail)
+    {
+        var message = $"{(int)response.StatusCode} {response.ReasonPhrase}: {detail}";
+        return new EmcApiException(
+            response.StatusCode,
+            response.StatusCode == HttpStatusCode.Unauthorized && !string.IsNullOrEmpty(UnauthorizedHint) ? $"{message}. {UnauthorizedHint}" : message);
     }
 
     private static async Task<string> ReadProblemAsync(HttpResponseMessage response, CancellationToken cancellationToken)

@@ -74,28 +74,48 @@ public sealed class NetworkTests
     }
 
     [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public async Task Up_ThreeNodes_NodesJsonListsThemAndSigtermStopsEverything()
     {
-        var data = Directory.CreateTempSubdirectory("emc-up-").FullName;
+        // The README's quick start: `emc up` in its default folder, then `emc nodes` from another terminal
+        // with no key given: it reads the operator key file of the local coordinator itself.
+        var home = Directory.CreateTempSubdirectory("emc-home-").FullName;
+        var elsewhere = Directory.CreateTempSubdirectory("emc-home-").FullName;
+        var local = Environment(home);
         try
         {
-            await using var up = EmcProcess.Start("up", "--nodes", "3", "--data", data, "--urls", "http://127.0.0.1:0", "--grpc-urls", "http://127.0.0.1:0");
+            await using var up = EmcProcess.Start(local, "up", "--nodes", "3", "--urls", "http://127.0.0.1:0", "--grpc-urls", "http://127.0.0.1:0");
             var ready = await up.WaitForLineAsync(l => l.StartsWith("EMC is up: API ", StringComparison.Ordinal), EmcNetwork.StartTimeout);
             var api = ready["EMC is up: API ".Length..].Split(' ')[0];
+            var keyFile = Path.Combine(home, ".emc", "up", "coordinator", "operator.key");
+            var keyLine = await up.WaitForLineAsync(l => l.StartsWith("Operator key: ", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+            Assert.Contains(keyFile, keyLine, StringComparison.Ordinal);
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(keyFile));
 
-            var (exitCode, output) = await EmcProcess.RunAsync(TimeSpan.FromSeconds(60), "nodes", "--json", "--coordinator", api);
-            Assert.Equal(0, exitCode);
+            var (exitCode, output) = await EmcProcess.RunAsync(local, TimeSpan.FromSeconds(60), "nodes", "--json", "--coordinator", api);
+            Assert.True(exitCode == 0, output);
             var nodes = JsonSerializer.Deserialize<List<NodeView>>(output, EmcJson.Options)!;
             Assert.Equal(3, nodes.Count);
             Assert.All(nodes, n => Assert.Equal(NodeStatus.Connected, n.Status));
             Assert.All(nodes, n => Assert.True(n.Benchmark.Devices.Single().MatmulGflops > 0));
             Assert.Equal(["node-1", "node-2", "node-3"], nodes.Select(n => n.Name).Order());
 
-            var (tableExit, table) = await EmcProcess.RunAsync(TimeSpan.FromSeconds(60), "nodes", "--coordinator", api);
+            var (tableExit, table) = await EmcProcess.RunAsync(local, TimeSpan.FromSeconds(60), "nodes", "--coordinator", api);
             Assert.Equal(0, tableExit);
             Assert.Equal(4, table.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
 
-            using var endpoints = JsonDocument.Parse(await File.ReadAllTextAsync(Path.Combine(data, "coordinator", "endpoints.json")));
+            // Where no key is to be found, the refusal says where keys come from; with the key given, it works.
+            var (refused, why) = await EmcProcess.RunAsync(Environment(elsewhere), TimeSpan.FromSeconds(60), "nodes", "--coordinator", api);
+            Assert.Equal(1, refused);
+            Assert.Contains("401", why, StringComparison.Ordinal);
+            Assert.Contains("--api-key", why, StringComparison.Ordinal);
+            Assert.Contains("EMC_API_KEY", why, StringComparison.Ordinal);
+            Assert.Contains("operator.key", why, StringComparison.Ordinal);
+            var key = (await File.ReadAllTextAsync(keyFile)).Trim();
+            var (given, _) = await EmcProcess.RunAsync(Environment(elsewhere), TimeSpan.FromSeconds(60), "nodes", "--coordinator", api, "--api-key", key);
+            Assert.Equal(0, given);
+
+            using var endpoints = JsonDocument.Parse(await File.ReadAllTextAsync(Path.Combine(home, ".emc", "up", "coordinator", "endpoints.json")));
             var coordinatorPid = endpoints.RootElement.GetProperty("pid").GetInt32();
 
             up.Terminate();
@@ -104,9 +124,18 @@ public sealed class NetworkTests
         }
         finally
         {
-            Directory.Delete(data, recursive: true);
+            Directory.Delete(home, recursive: true);
+            Directory.Delete(elsewhere, recursive: true);
         }
     }
+
+    /// <summary>A terminal of a user whose home is <paramref name="home"/> and who set no key.</summary>
+    private static Dictionary<string, string?> Environment(string home) => new()
+    {
+        ["HOME"] = home,
+        ["EMC_OPERATOR_KEY"] = null,
+        ["EMC_API_KEY"] = null,
+    };
 
     [Fact]
     public async Task Nodes_CoordinatorUnreachable_ClearErrorAndExitCode1()

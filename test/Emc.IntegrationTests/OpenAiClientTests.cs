@@ -88,6 +88,7 @@ public sealed class OpenAiClientTests(ITestOutputHelper log)
         };
         start.Environment["OPENAI_BASE_URL"] = new Uri(network.ApiUrl, "v1").ToString();
         start.Environment["EMC_MODEL"] = Model;
+        start.Environment["OPENAI_API_KEY"] = EmcProcess.OperatorKey;
         using var node = Process.Start(start)!;
         var stdout = node.StandardOutput.ReadToEndAsync();
         var stderr = node.StandardError.ReadToEndAsync();

@@ -54,7 +54,7 @@ public sealed class ServingTests
         Assert.Equal(2, replicaNodes.Distinct().Count());
 
         using var onnx = new InferenceSession(Path.Combine(Fixtures, "tiny_mlp.onnx"));
-        using var http = new HttpClient { BaseAddress = network.ApiUrl, Timeout = Timeout.InfiniteTimeSpan };
+        using var http = new HttpClient { BaseAddress = network.ApiUrl, Timeout = Timeout.InfiniteTimeSpan, DefaultRequestHeaders = { Authorization = new("Bearer", EmcProcess.OperatorKey) } };
         var outcomes = new ConcurrentQueue<Outcome>();
         using var stop = new CancellationTokenSource();
         var clock = Stopwatch.StartNew();
@@ -112,7 +112,7 @@ public sealed class ServingTests
         var victim = Array.IndexOf(ids, ready.Replicas[0].NodeId);
 
         using var onnx = new InferenceSession(Path.Combine(Fixtures, "tiny_mlp.onnx"));
-        using var http = new HttpClient { BaseAddress = network.ApiUrl, Timeout = Timeout.InfiniteTimeSpan };
+        using var http = new HttpClient { BaseAddress = network.ApiUrl, Timeout = Timeout.InfiniteTimeSpan, DefaultRequestHeaders = { Authorization = new("Bearer", EmcProcess.OperatorKey) } };
         var outcomes = new ConcurrentQueue<Outcome>();
         using var stop = new CancellationTokenSource();
         var clock = Stopwatch.StartNew();
@@ -175,7 +175,7 @@ public sealed class ServingTests
         await CliAsync(network, "model", "deploy", "tiny", "--replicas", "2..2");
         var before = await WaitForReadyAsync(network, "tiny", 2, TimeSpan.FromSeconds(90), _ => true);
         using var onnx = new InferenceSession(Path.Combine(Fixtures, "tiny_mlp.onnx"));
-        using var http = new HttpClient { BaseAddress = network.ApiUrl, Timeout = Timeout.InfiniteTimeSpan };
+        using var http = new HttpClient { BaseAddress = network.ApiUrl, Timeout = Timeout.InfiniteTimeSpan, DefaultRequestHeaders = { Authorization = new("Bearer", EmcProcess.OperatorKey) } };
         Assert.Equal(OutcomeKind.Ok, (await CallAsync(http, onnx, new Random(1))).Kind);
 
         network.Coordinator.KillHard();

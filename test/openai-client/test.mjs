@@ -1,13 +1,14 @@
 // The official `openai` client, unmodified, against an EMC coordinator's OpenAI-compatible API.
-// Usage: OPENAI_BASE_URL=http://127.0.0.1:PORT/v1 EMC_MODEL=NAME node test.mjs
+// Usage: OPENAI_BASE_URL=http://127.0.0.1:PORT/v1 OPENAI_API_KEY=KEY EMC_MODEL=NAME node test.mjs
 // Prints one JSON line with what it saw; exits non-zero on the first failed check.
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 
 const baseURL = process.env.OPENAI_BASE_URL;
 const model = process.env.EMC_MODEL;
-assert.ok(baseURL && model, 'set OPENAI_BASE_URL and EMC_MODEL');
-const client = new OpenAI({ baseURL, apiKey: 'x', maxRetries: 0, timeout: 120_000 });
+assert.ok(baseURL && model && process.env.OPENAI_API_KEY, 'set OPENAI_BASE_URL, OPENAI_API_KEY and EMC_MODEL');
+// The key comes from OPENAI_API_KEY, as the client reads it by default; it is sent as Authorization: Bearer.
+const client = new OpenAI({ baseURL, maxRetries: 0, timeout: 120_000 });
 
 // The model is listed.
 const models = await client.models.list();
@@ -65,6 +66,14 @@ await assert.rejects(
 await assert.rejects(
   client.chat.completions.create({ model, messages, n: 2 }),
   (e) => e instanceof OpenAI.BadRequestError && e.param === 'n',
+);
+
+// A wrong key, or none, is refused with the client's authentication error (401), and nothing is answered.
+const stranger = new OpenAI({ baseURL, apiKey: 'emc_000000000000_not-a-key', maxRetries: 0, timeout: 30_000 });
+await assert.rejects(stranger.models.list(), (e) => e instanceof OpenAI.AuthenticationError && e.status === 401);
+await assert.rejects(
+  stranger.chat.completions.create({ model, messages, max_tokens: 4 }),
+  (e) => e instanceof OpenAI.AuthenticationError && e.status === 401 && /not valid|malformed/.test(e.message),
 );
 
 console.log(JSON.stringify({ ok: true, chunks, finish, usage, text }));

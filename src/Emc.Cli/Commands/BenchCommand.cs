@@ -243,7 +243,10 @@ internal static class ConnectBenchmark
             errors += sessions.Sum(s => s.Errors);
             var latencies = sessions.SelectMany(s => s.Latencies()).Order().ToArray();
 
-            var registry = await EmcApiClient.Create(endpoints.Api).GetNodesAsync(NodeStatus.Connected, cancellationToken);
+            var operatorKey = Environment.GetEnvironmentVariable("EMC_OPERATOR_KEY") is { Length: > 0 } configured
+                ? configured
+                : (await File.ReadAllTextAsync(Path.Combine(root, "coordinator", "operator.key"), cancellationToken)).Trim();
+            var registry = await EmcApiClient.Create(endpoints.Api, apiKey: operatorKey).GetNodesAsync(NodeStatus.Connected, cancellationToken);
             var peak = ProcessStats.PeakRssMiB(coordinator.Id);
             var current = ProcessStats.RssMiB(coordinator.Id);
             return new ConnectReport(

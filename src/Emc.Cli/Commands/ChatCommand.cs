@@ -25,7 +25,7 @@ internal static class ChatCommand
         var command = new Command("chat", "Chat with a deployed language model; tokens appear as they stream.") { coordinator, json, model, message, system, maxTokens, temperature, seed };
         command.SetAction(async (result, cancellationToken) =>
         {
-            var client = EmcApiClient.Create(result.GetValue(coordinator)!, TimeSpan.FromMinutes(10));
+            var client = ApiKeyLookup.Client(result, coordinator, TimeSpan.FromMinutes(10));
             var name = result.GetValue(model)!;
             var settings = new ChatSettings { MaxTokens = result.GetValue(maxTokens), Temperature = result.GetValue(temperature), Seed = result.GetValue(seed) };
             var history = new List<ChatMessage>();

@@ -52,7 +52,7 @@ internal static class DataCommand
 
             return await ApiCalls.CallAsync("data upload", async () =>
             {
-                var client = EmcApiClient.Create(result.GetValue(coordinator)!, TimeSpan.FromMinutes(30));
+                var client = ApiKeyLookup.Client(result, coordinator, TimeSpan.FromMinutes(30));
                 var dataset = await client.UploadDatasetAsync(result.GetValue(name)!, result.GetValue(format)!, result.GetValue(labelColumn), result.GetValue(classes), paths, cancellationToken);
                 Console.WriteLine(result.GetValue(json) ? JsonSerializer.Serialize(dataset, EmcJson.Indented) : Describe(dataset));
             });
@@ -67,7 +67,7 @@ internal static class DataCommand
         var command = new Command("list", "List datasets.") { coordinator, json };
         command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("data list", async () =>
         {
-            var datasets = await EmcApiClient.Create(result.GetValue(coordinator)!).GetDatasetsAsync(cancellationToken);
+            var datasets = await ApiKeyLookup.Client(result, coordinator).GetDatasetsAsync(cancellationToken);
             if (result.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(datasets, EmcJson.Indented));
@@ -97,7 +97,7 @@ internal static class DataCommand
         var command = new Command("show", "Show a dataset's splits and shards.") { coordinator, json, name };
         command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("data show", async () =>
         {
-            var dataset = await EmcApiClient.Create(result.GetValue(coordinator)!).GetDatasetAsync(result.GetValue(name)!, cancellationToken);
+            var dataset = await ApiKeyLookup.Client(result, coordinator).GetDatasetAsync(result.GetValue(name)!, cancellationToken);
             Console.WriteLine(result.GetValue(json) ? JsonSerializer.Serialize(dataset, EmcJson.Indented) : Describe(dataset));
         }));
         return command;
@@ -110,7 +110,7 @@ internal static class DataCommand
         var command = new Command("rm", "Remove a dataset (refused while a training job reads it).") { coordinator, name };
         command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("data rm", async () =>
         {
-            await EmcApiClient.Create(result.GetValue(coordinator)!).RemoveDatasetAsync(result.GetValue(name)!, cancellationToken);
+            await ApiKeyLookup.Client(result, coordinator).RemoveDatasetAsync(result.GetValue(name)!, cancellationToken);
             Console.WriteLine($"removed {result.GetValue(name)}");
         }));
         return command;

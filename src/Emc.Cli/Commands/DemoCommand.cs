@@ -104,7 +104,7 @@ internal static class DemoCommand
         {
             try
             {
-                var client = EmcApiClient.Create(network.ApiUrl!, TimeSpan.FromMinutes(5));
+                var client = network.CreateClient(TimeSpan.FromMinutes(5));
                 await log.WriteLineAsync("Uploading Fashion-MNIST (60,000 training and 10,000 test images) ...");
                 var dataset = await client.UploadDatasetAsync("fashion-mnist", "idx", null, null, FashionMnistFiles.Select(f => Path.Combine(datasetDirectory, f)).ToList(), stop);
                 await log.WriteLineAsync(DataCommand.Describe(dataset));

@@ -70,7 +70,7 @@ internal static class DeployCommands
             };
             return await ApiCalls.CallAsync("model deploy", async () =>
             {
-                var view = await EmcApiClient.Create(result.GetValue(coordinator)!).DeployAsync(spec, cancellationToken);
+                var view = await ApiKeyLookup.Client(result, coordinator).DeployAsync(spec, cancellationToken);
                 Console.WriteLine(result.GetValue(json)
                     ? JsonSerializer.Serialize(view, EmcJson.Indented)
                     : view.Spec.Engine
@@ -89,7 +89,7 @@ internal static class DeployCommands
         var command = new Command("undeploy", "Stop serving a deployment.") { coordinator, target };
         command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("model undeploy", async () =>
         {
-            var id = await EmcApiClient.Create(result.GetValue(coordinator)!).UndeployAsync(result.GetValue(target)!, cancellationToken);
+            var id = await ApiKeyLookup.Client(result, coordinator).UndeployAsync(result.GetValue(target)!, cancellationToken);
             Console.WriteLine($"Undeployed {id}.");
         }));
         return command;
@@ -103,7 +103,7 @@ internal static class DeployCommands
         var command = new Command("deployments", "List deployments and their replicas.") { coordinator, json };
         command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("deployments", async () =>
         {
-            var deployments = await EmcApiClient.Create(result.GetValue(coordinator)!).GetDeploymentsAsync(cancellationToken);
+            var deployments = await ApiKeyLookup.Client(result, coordinator).GetDeploymentsAsync(cancellationToken);
             if (result.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(deployments, EmcJson.Indented));

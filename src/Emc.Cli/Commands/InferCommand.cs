@@ -33,7 +33,7 @@ internal static class InferCommand
 
             return await ApiCalls.CallAsync("infer", async () =>
             {
-                var answer = await EmcApiClient.Create(result.GetValue(coordinator)!).InferJsonAsync(name, version?.ToString(System.Globalization.CultureInfo.InvariantCulture), body, cancellationToken);
+                var answer = await ApiKeyLookup.Client(result, coordinator).InferJsonAsync(name, version?.ToString(System.Globalization.CultureInfo.InvariantCulture), body, cancellationToken);
                 if (result.GetValue(json))
                 {
                     Console.WriteLine(answer);

@@ -328,7 +328,8 @@ internal static class InferenceBenchmark
                 Path.Combine(root, "network"), settings.Nodes, "http://127.0.0.1:0", "http://127.0.0.1:0",
                 settings.Threads > 0 ? ["--inference-threads", settings.Threads.ToString(CultureInfo.InvariantCulture)] : [], TimeSpan.FromSeconds(120), cancellationToken))
             {
-                var api = EmcApiClient.Create(network.ApiUrl!, TimeSpan.FromSeconds(30));
+                var api = network.CreateClient(TimeSpan.FromSeconds(30));
+                load.Authorize(network.ApiKey);
                 await api.PushModelAsync(modelPath, ModelName, null, "onnx", [], [], cancellationToken);
                 var target = new Uri(network.ApiUrl!, $"v2/models/{ModelName}/infer");
                 int[] pids = [network.Coordinator.Id, .. network.Nodes.Select(n => n.Id)];
@@ -684,6 +685,10 @@ internal sealed class LoadClient : IDisposable
     }
 
     public void Dispose() => _http.Dispose();
+
+    /// <summary>Sends <paramref name="apiKey"/> with every request from now on (the coordinator wants one).</summary>
+    public void Authorize(string? apiKey) =>
+        _http.DefaultRequestHeaders.Authorization = apiKey is null ? null : new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", apiKey);
 
     /// <summary>One request whose answer must be 200 with the outputs ONNX Runtime gave in-process.</summary>
     public async Task CheckAsync(Uri target, float[] reference, string label, CancellationToken cancellationToken)

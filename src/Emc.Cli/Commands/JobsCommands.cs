@@ -30,7 +30,7 @@ internal static class JobsCommands
 
             return await ApiCalls.CallAsync("tasks", async () =>
             {
-                var client = EmcApiClient.Create(result.GetValue(coordinator)!);
+                var client = ApiKeyLookup.Client(result, coordinator);
                 var tasks = await client.GetTasksAsync(result.GetValue(job), filter, result.GetValue(after), result.GetValue(limit), cancellationToken);
                 Console.WriteLine(result.GetValue(json) ? JsonSerializer.Serialize(tasks, EmcJson.Indented) : FormatTasks(tasks));
             });
@@ -56,7 +56,7 @@ internal static class JobsCommands
 
             return await ApiCalls.CallAsync("jobs", async () =>
             {
-                var client = EmcApiClient.Create(result.GetValue(coordinator)!);
+                var client = ApiKeyLookup.Client(result, coordinator);
                 var jobs = await client.GetJobsAsync(filter, result.GetValue(account), result.GetValue(limit), cancellationToken);
                 Console.WriteLine(result.GetValue(json) ? JsonSerializer.Serialize(jobs, EmcJson.Indented) : FormatJobs(jobs));
             });
@@ -93,7 +93,7 @@ internal static class JobsCommands
 
             return await ApiCalls.CallAsync("submit", async () =>
             {
-                var client = EmcApiClient.Create(result.GetValue(coordinator)!);
+                var client = ApiKeyLookup.Client(result, coordinator);
                 var job = await client.SubmitJobAsync(spec, cancellationToken);
                 Console.WriteLine(result.GetValue(json) ? JsonSerializer.Serialize(job, EmcJson.Indented) : $"{job.Id}: {job.Tasks.Total} task(s) {Kebab(job.State)}");
             });
@@ -108,7 +108,7 @@ internal static class JobsCommands
         var command = new Command("cancel", "Cancel a job: queued tasks never run and running ones are revoked.") { coordinator, id };
         command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("cancel", async () =>
         {
-            var client = EmcApiClient.Create(result.GetValue(coordinator)!);
+            var client = ApiKeyLookup.Client(result, coordinator);
             var job = await client.CancelJobAsync(result.GetValue(id)!, cancellationToken);
             Console.WriteLine($"{job.Id}: {Kebab(job.State)}");
         }));

@@ -33,7 +33,7 @@ internal static class ModelCommand
         var command = new Command("list", "List models and their versions.") { coordinator, json };
         command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("model list", async () =>
         {
-            var models = await EmcApiClient.Create(result.GetValue(coordinator)!).GetModelsAsync(cancellationToken);
+            var models = await ApiKeyLookup.Client(result, coordinator).GetModelsAsync(cancellationToken);
             if (result.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(models, EmcJson.Indented));
@@ -75,7 +75,7 @@ internal static class ModelCommand
 
             return await ApiCalls.CallAsync("model show", async () =>
             {
-                var model = await EmcApiClient.Create(result.GetValue(coordinator)!).GetModelAsync(name, version, cancellationToken);
+                var model = await ApiKeyLookup.Client(result, coordinator).GetModelAsync(name, version, cancellationToken);
                 Console.WriteLine(result.GetValue(json) ? JsonSerializer.Serialize(model, EmcJson.Indented) : Describe(model));
             });
         });
@@ -110,18 +110,18 @@ internal static class ModelCommand
 
             return await ApiCalls.CallAsync("model pull", async () =>
             {
-                var client = EmcApiClient.Create(result.GetValue(coordinator)!, TimeSpan.FromMinutes(10));
+                var client = ApiKeyLookup.Client(result, coordinator, TimeSpan.FromMinutes(10));
                 var model = await client.GetModelAsync(name, version, cancellationToken);
                 if (model.File is { } file)
                 {
                     // A pushed file is pulled as it was pushed, whatever --format says.
                     var filePath = Path.GetFullPath(result.GetValue(output) ?? $"{model.Name}-v{model.Version}{(model.Format == "onnx" ? ".onnx" : ".pt")}");
-                    await File.WriteAllBytesAsync(filePath, await client.GetBlobAsync(file, cancellationToken), cancellationToken);
+                    await File.WriteAllBytesAsync(filePath, await client.GetModelFileAsync(model.Name, model.Version, file, cancellationToken), cancellationToken);
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {filePath} ({model.Name}:{model.Version}, {model.Format} as pushed)"));
                     return;
                 }
 
-                var weights = await client.GetBlobAsync(model.Weights, cancellationToken);
+                var weights = await client.GetModelFileAsync(model.Name, model.Version, model.Weights, cancellationToken);
                 var path = Path.GetFullPath(result.GetValue(output) ?? $"{model.Name}-v{model.Version}{(kind == "pt" ? ".pt" : ".emcw")}");
                 if (kind == "weights")
                 {
@@ -145,7 +145,7 @@ internal static class ModelCommand
         if (model.Model.Script is { } scriptHash)
         {
             script = Path.Combine(Path.GetTempPath(), $"emc-{scriptHash}.pt");
-            await File.WriteAllBytesAsync(script, await client.GetBlobAsync(scriptHash, cancellationToken), cancellationToken);
+            await File.WriteAllBytesAsync(script, await client.GetModelFileAsync(model.Name, model.Version, scriptHash, cancellationToken), cancellationToken);
         }
 
         try
@@ -204,7 +204,7 @@ internal static class ModelCommand
 
             return await ApiCalls.CallAsync("model push", async () =>
             {
-                var client = EmcApiClient.Create(result.GetValue(coordinator)!, TimeSpan.FromMinutes(10));
+                var client = ApiKeyLookup.Client(result, coordinator, TimeSpan.FromMinutes(10));
                 var model = await client.PushModelAsync(
                     path.FullName, modelName, result.GetValue(version), result.GetValue(format), result.GetValue(inputs) ?? [], result.GetValue(outputs) ?? [], cancellationToken);
                 Console.WriteLine(result.GetValue(json)
@@ -231,7 +231,7 @@ internal static class ModelCommand
 
             return await ApiCalls.CallAsync("model rm", async () =>
             {
-                var removed = await EmcApiClient.Create(result.GetValue(coordinator)!).RemoveModelAsync(name, version, cancellationToken);
+                var removed = await ApiKeyLookup.Client(result, coordinator).RemoveModelAsync(name, version, cancellationToken);
                 Console.WriteLine(result.GetValue(json)
                     ? JsonSerializer.Serialize(removed, EmcJson.Indented)
                     : string.Join(Environment.NewLine, removed.Select(m => string.Create(CultureInfo.InvariantCulture, $"removed {m.Name}:{m.Version}"))));
@@ -265,7 +265,7 @@ internal static class ModelCommand
 
             return await ApiCalls.CallAsync("model export", async () =>
             {
-                var client = EmcApiClient.Create(result.GetValue(coordinator)!, TimeSpan.FromMinutes(10));
+                var client = ApiKeyLookup.Client(result, coordinator, TimeSpan.FromMinutes(10));
                 var model = await client.GetModelAsync(name, version, cancellationToken);
                 var path = Path.GetFullPath(result.GetValue(output) ?? $"{model.Name}-v{model.Version}.onnx");
                 var temp = path + ".part";

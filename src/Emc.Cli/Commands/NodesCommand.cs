@@ -31,7 +31,7 @@ internal static class NodesCommand
                 filter = parsed;
             }
 
-            var client = EmcApiClient.Create(result.GetValue(coordinator)!);
+            var client = ApiKeyLookup.Client(result, coordinator);
             IReadOnlyList<NodeView> nodes;
             try
             {

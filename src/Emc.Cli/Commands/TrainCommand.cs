@@ -115,7 +115,7 @@ internal static class TrainCommand
                 return 2;
             }
 
-            var client = EmcApiClient.Create(result.GetValue(coordinator)!, TimeSpan.FromMinutes(10));
+            var client = ApiKeyLookup.Client(result, coordinator, TimeSpan.FromMinutes(10));
             if (result.GetValue(script) is { } scriptPath)
             {
                 if (!File.Exists(scriptPath))
@@ -188,7 +188,7 @@ internal static class TrainCommand
 
             return await ApiCalls.CallAsync("train list", async () =>
             {
-                var jobs = await EmcApiClient.Create(result.GetValue(coordinator)!).GetTrainingJobsAsync(filter, 100, cancellationToken);
+                var jobs = await ApiKeyLookup.Client(result, coordinator).GetTrainingJobsAsync(filter, 100, cancellationToken);
                 if (result.GetValue(json))
                 {
                     Console.WriteLine(JsonSerializer.Serialize(jobs, EmcJson.Indented));
@@ -223,7 +223,7 @@ internal static class TrainCommand
         var command = new Command("status", "Show a training job: progress, metrics and what each node contributed.") { coordinator, json, id };
         command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("train status", async () =>
         {
-            var job = await EmcApiClient.Create(result.GetValue(coordinator)!).GetTrainingJobAsync(result.GetValue(id)!, cancellationToken);
+            var job = await ApiKeyLookup.Client(result, coordinator).GetTrainingJobAsync(result.GetValue(id)!, cancellationToken);
             Console.WriteLine(result.GetValue(json) ? JsonSerializer.Serialize(job, EmcJson.Indented) : Describe(job));
         }));
         return command;
@@ -236,7 +236,7 @@ internal static class TrainCommand
         var id = new Argument<string>("id") { Description = "The training job (train-N)." };
         var command = new Command("watch", "Follow a training job with a live progress bar until it ends.") { coordinator, json, id };
         command.SetAction(async (result, cancellationToken) =>
-            await WatchAsync(EmcApiClient.Create(result.GetValue(coordinator)!), result.GetValue(id)!, result.GetValue(json), cancellationToken));
+            await WatchAsync(ApiKeyLookup.Client(result, coordinator), result.GetValue(id)!, result.GetValue(json), cancellationToken));
         return command;
     }
 
@@ -247,7 +247,7 @@ internal static class TrainCommand
         var command = new Command("cancel", "Cancel a training job.") { coordinator, id };
         command.SetAction(async (result, cancellationToken) => await ApiCalls.CallAsync("train cancel", async () =>
         {
-            var job = await EmcApiClient.Create(result.GetValue(coordinator)!).CancelTrainingAsync(result.GetValue(id)!, cancellationToken);
+            var job = await ApiKeyLookup.Client(result, coordinator).CancelTrainingAsync(result.GetValue(id)!, cancellationToken);
             Console.WriteLine($"{job.Id}: {EmcJson.EnumText(job.State)}");
         }));
         return command;

@@ -34,6 +34,9 @@ internal static class UpCommand
         return command;
     }
 
+    private static bool IsDefault(string root) =>
+        string.Equals(Path.GetFullPath(root).TrimEnd('/'), Path.GetFullPath(CommonOptions.Home("up")).TrimEnd('/'), StringComparison.Ordinal);
+
     private static async Task<int> RunAsync(string root, int count, string urls, string grpcUrls, TimeSpan timeout, CancellationToken stop)
     {
         Console.WriteLine($"Starting a coordinator and {count} nodes (data {root}, logs {Path.Combine(root, "logs")}) ...");
@@ -60,6 +63,9 @@ internal static class UpCommand
         await using (network)
         {
             Console.WriteLine($"EMC is up: API {network.ApiUrl} with {count} nodes connected. `emc nodes` lists them; Ctrl-C stops everything.");
+            Console.WriteLine(File.Exists(network.OperatorKeyFile)
+                ? $"Operator key: {network.OperatorKeyFile}. `emc` commands on this machine read it themselves{(IsDefault(root) ? "" : " when the network runs in its default folder")}; elsewhere: export EMC_API_KEY=$(cat {network.OperatorKeyFile})"
+                : "Operator key: the one in EMC_OPERATOR_KEY; other terminals pass it as EMC_API_KEY.");
             await Task.WhenAny(Task.Delay(Timeout.Infinite, stop).ContinueWith(_ => { }, TaskScheduler.Default), network.Coordinator.WaitForExitAsync(CancellationToken.None));
             var exited = !stop.IsCancellationRequested;
             if (exited)

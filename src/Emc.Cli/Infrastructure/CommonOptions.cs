@@ -26,6 +26,13 @@ internal static class CommonOptions
         },
     };
 
+    /// <summary>The API key of client commands; one option for every command (see <see cref="ApiKeyLookup"/>).</summary>
+    public static readonly Option<string?> ApiKey = new("--api-key")
+    {
+        Description = "API key for the coordinator (default: EMC_API_KEY, or for a local coordinator the operator key file of its default data folder).",
+        Recursive = true,
+    };
+
     public static Option<bool> Json() => new("--json") { Description = "Print JSON instead of a table." };
 
     public static string Home(params string[] parts) =>

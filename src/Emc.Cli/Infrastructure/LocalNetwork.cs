@@ -23,6 +23,15 @@ internal sealed class LocalNetwork : IAsyncDisposable
 
     public Uri? ApiUrl { get; private set; }
 
+    /// <summary>The operator key of the network's coordinator, once it started.</summary>
+    public string? ApiKey { get; private set; }
+
+    /// <summary>Where the operator key is kept (when the coordinator wrote one).</summary>
+    public string OperatorKeyFile => Path.Combine(Root, "coordinator", "operator.key");
+
+    /// <summary>A client of the coordinator with its operator key.</summary>
+    public EmcApiClient CreateClient(TimeSpan timeout) => EmcApiClient.Create(ApiUrl!, timeout, ApiKey);
+
     public Process Coordinator => _coordinator;
 
     public IReadOnlyList<Process> Nodes => _nodes;
@@ -56,7 +65,12 @@ internal sealed class LocalNetwork : IAsyncDisposable
                 throw network.Failure("the coordinator did not start");
             }
 
-            var client = EmcApiClient.Create(network.ApiUrl!, TimeSpan.FromSeconds(5));
+            // The coordinator writes its operator key before its endpoints; a key from the environment
+            // (EMC_OPERATOR_KEY, which the coordinator inherits) means there is no file.
+            network.ApiKey = ReadKey(network.OperatorKeyFile)
+                ?? Environment.GetEnvironmentVariable("EMC_OPERATOR_KEY")
+                ?? Environment.GetEnvironmentVariable(ApiKeyLookup.EnvironmentVariable);
+            var client = network.CreateClient(TimeSpan.FromSeconds(5));
             if (!await network.WaitAsync(() => client.IsReadyAsync(deadline.Token), deadline.Token))
             {
                 throw network.Failure("the coordinator did not become ready");
@@ -90,6 +104,18 @@ internal sealed class LocalNetwork : IAsyncDisposable
     }
 
     public static string NodeName(int index) => $"node-{index}";
+
+    private static string? ReadKey(string path)
+    {
+        try
+        {
+            return File.Exists(path) && File.ReadAllText(path).Trim() is { Length: > 0 } key ? key : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
 
     /// <summary>Starts node <paramref name="index"/> (again, after it was killed).</summary>
     public Process StartNode(int index, IReadOnlyList<string> nodeArguments)

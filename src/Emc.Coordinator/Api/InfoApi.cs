@@ -1,3 +1,4 @@
+using Emc.Coordinator.Accounts;
 using Emc.Coordinator.Hosting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -5,7 +6,10 @@ using Microsoft.AspNetCore.Routing;
 
 namespace Emc.Coordinator.Api;
 
-/// <summary>GET /api/v1/info: who this coordinator is and where nodes connect.</summary>
+/// <summary>
+/// GET /api/v1/info: who this coordinator is and where nodes connect. Any account's key, or a node's
+/// signature (also before it registered: a node asks this first).
+/// </summary>
 internal static class InfoApi
 {
     public static RouteGroupBuilder MapInfoApi(this RouteGroupBuilder api)
@@ -16,7 +20,9 @@ internal static class InfoApi
                 typeof(InfoApi).Assembly.GetName().Version?.ToString() ?? "0.0.0",
                 endpoints.ApiUrl.ToString(),
                 endpoints.AdvertisedGrpcUrl(context.Request.Host.Host).ToString(),
-                endpoints.StartedAt)));
+                endpoints.StartedAt)))
+            .RequireAuthorization(AccessPolicies.NodeOrAccount)
+            .AllowFirstNodeContact();
         return api;
     }
 

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Emc.Coordinator.Accounts;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
@@ -21,9 +22,10 @@ internal static class LinkApi
 
     public static RouteGroupBuilder MapLinkApi(this RouteGroupBuilder api)
     {
-        api.MapGet("/link/ping", () => TypedResults.NoContent());
-        api.MapGet("/link/download", DownloadAsync);
-        api.MapPost("/link/upload", UploadAsync);
+        // A node measures its link before it registers; users have no need of these.
+        api.MapGet("/link/ping", () => TypedResults.NoContent()).RequireAuthorization(AccessPolicies.NodeOrOperator).AllowFirstNodeContact();
+        api.MapGet("/link/download", DownloadAsync).RequireAuthorization(AccessPolicies.NodeOrOperator).AllowFirstNodeContact();
+        api.MapPost("/link/upload", UploadAsync).RequireAuthorization(AccessPolicies.NodeOrOperator).AllowFirstNodeContact();
         return api;
     }
 

@@ -1,3 +1,4 @@
+using Emc.Coordinator.Accounts;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
@@ -8,14 +9,17 @@ namespace Emc.Coordinator.Blobs;
 /// <summary>
 /// GET/HEAD /api/v1/blobs/{sha256} with HTTP range requests (resumable downloads of shards and
 /// weights), and PUT /api/v1/blobs/{sha256} (pseudo-gradients and initial weights from nodes),
-/// accepted only when the body hashes to the name.
+/// accepted only when the body hashes to the name. Reads are for registered nodes (signed requests) and
+/// the operator; users reach the blobs they own through their resources (a model's files). Uploads take
+/// a node's signature or any account's key: a blob is only kept when it hashes to its name, so an upload
+/// can add bytes but never change or shadow what is stored.
 /// </summary>
 internal static class BlobsApi
 {
     public static RouteGroupBuilder MapBlobsApi(this RouteGroupBuilder api)
     {
-        api.MapMethods("/blobs/{hash}", [HttpMethods.Get, HttpMethods.Head], Get);
-        api.MapPut("/blobs/{hash}", PutAsync);
+        api.MapMethods("/blobs/{hash}", [HttpMethods.Get, HttpMethods.Head], Get).RequireAuthorization(AccessPolicies.NodeOrOperator);
+        api.MapPut("/blobs/{hash}", PutAsync).RequireAuthorization(AccessPolicies.NodeOrAccount);
         return api;
     }
 

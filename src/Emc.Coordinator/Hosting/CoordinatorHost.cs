@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Emc.Coordinator.Accounts;
 using Emc.Coordinator.Api;
 using Emc.Coordinator.Blobs;
 using Emc.Coordinator.Gateway;
@@ -110,6 +111,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         services.TryAddTimeProvider();
         services.AddOptions<RegistryOptions>().ValidateDataAnnotations().ValidateOnStart();
         services.AddEmcPersistence(options.DataDirectory);
+        services.AddEmcAccess(options.DataDirectory, options.OperatorKeyFile, options.OperatorKey);
         services.AddSingleton<CoordinatorIdentity>();
         services.AddSingleton<ChallengeIssuer>();
         services.AddSingleton<RegistrationVerifier>();
@@ -140,8 +142,14 @@ public sealed class CoordinatorHost : IAsyncDisposable
         app.UseStatusCodePages();
         app.UseHttpMetrics();
 
-        app.MapGrpcService<NodeGatewayService>().RequireHost(endpoints.Grpc.Select(u => $"*:{u.Port}").ToArray());
+        // Every endpoint needs an API key unless it says otherwise (AccessPolicies); see docs/accounts.md.
+        app.UseAuthentication();
+        app.UseAuthorization();
+
+        // Nodes prove who they are on the stream itself (signed challenge-response registration).
+        app.MapGrpcService<NodeGatewayService>().RequireHost(endpoints.Grpc.Select(u => $"*:{u.Port}").ToArray()).AllowAnonymous();
         var api = app.MapGroup("/api/v1");
+        api.MapAccountsApi();
         api.MapInfoApi();
         api.MapNodesApi();
         api.MapLinkApi();
@@ -153,12 +161,13 @@ public sealed class CoordinatorHost : IAsyncDisposable
         api.MapModelsApi();
         api.MapDeploymentsApi();
         app.MapOpenAiApi();
-        app.MapGet("/healthz", () => TypedResults.Text("ok"));
+        app.MapGet("/healthz", () => TypedResults.Text("ok")).AllowAnonymous();
         app.MapGet("/readyz", async (ReadinessState ready, DatabaseInitializer db, CancellationToken cancellationToken) =>
             ready.IsReady && await db.IsReachableAsync(cancellationToken)
                 ? Results.Text("ready")
-                : Results.Problem(title: "Not ready", detail: ready.IsReady ? "The database is unreachable." : "The coordinator is starting or stopping.", statusCode: StatusCodes.Status503ServiceUnavailable));
-        app.MapMetrics("/metrics");
+                : Results.Problem(title: "Not ready", detail: ready.IsReady ? "The database is unreachable." : "The coordinator is starting or stopping.", statusCode: StatusCodes.Status503ServiceUnavailable))
+            .AllowAnonymous();
+        app.MapMetrics("/metrics").RequireOperator();
 
         return new CoordinatorHost(app, options, endpoints);
     }
@@ -168,6 +177,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
     {
         var services = _app.Services;
         await services.GetRequiredService<DatabaseInitializer>().InitializeAsync(cancellationToken);
+        await services.GetRequiredService<OperatorCredential>().EnsureAsync(cancellationToken);
         var store = services.GetRequiredService<NodeStore>();
         await store.MarkLiveNodesLostAsync(cancellationToken);
         services.GetRequiredService<CoordinatorIdentity>().Id = await store.GetOrCreateCoordinatorIdAsync(cancellationToken);

@@ -31,6 +31,18 @@ public sealed class CoordinatorOptions
     /// <summary>How the scheduler ranks nodes that fit a task: "spread" (default) or "pack".</summary>
     public string PlacementPolicy { get; set; } = "spread";
 
+    /// <summary>
+    /// Where the operator's API key is kept: written (mode 0600) at first start, read at later ones.
+    /// Default <c>{DataDirectory}/operator.key</c>.
+    /// </summary>
+    public string? OperatorKeyFile { get; set; }
+
+    /// <summary>
+    /// The operator's API key, from configuration (<c>EMC_OPERATOR_KEY</c>), for deployments that keep it
+    /// in a secret store; then no key file is written. Default none.
+    /// </summary>
+    public string? OperatorKey { get; set; }
+
     /// <summary>Orleans silo-to-silo port. Default 0: a free port (one silo on loopback).</summary>
     public int SiloPort { get; set; }
 }

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.Json;
 using System.Threading.Channels;
+using Emc.Coordinator.Accounts;
 using Emc.Coordinator.Scheduling;
 using Emc.Coordinator.Training;
 using Emc.Coordinator.Verification;
@@ -288,10 +289,19 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
 
     // ------------------------------------------------------------ deploy, undeploy, list
 
-    /// <summary>Deploys a registered model version; throws <see cref="DeploymentException"/> (400, 404, 409).</summary>
-    public async Task<DeploymentView> DeployAsync(DeploymentSpec spec, CancellationToken cancellationToken)
+    /// <summary>Deploys a registered model version as the operator; throws <see cref="DeploymentException"/> (400, 404, 409).</summary>
+    public Task<DeploymentView> DeployAsync(DeploymentSpec spec, CancellationToken cancellationToken) =>
+        DeployAsync(spec, Caller.Operator, cancellationToken);
+
+    /// <summary>
+    /// Deploys a registered model version of <paramref name="caller"/>'s (the operator may deploy anyone's;
+    /// the deployment belongs to the model's owner), or an external engine under a name no other account
+    /// holds; throws <see cref="DeploymentException"/> (400, 403, 404, 409).
+    /// </summary>
+    public async Task<DeploymentView> DeployAsync(DeploymentSpec spec, Caller caller, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(caller);
         var problems = Validate(spec);
         if (problems.Count > 0)
         {
@@ -300,7 +310,13 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
 
         if (spec.Engine)
         {
-            return await DeployEngineAsync(spec, cancellationToken);
+            var holder = await _registry.ModelOwnerAsync(spec.Model, cancellationToken);
+            if (holder is not null && !caller.MayAccess(holder))
+            {
+                throw new DeploymentException(409, $"the name '{spec.Model}' is taken by another account's model; deploy the engine under another name");
+            }
+
+            return await DeployEngineAsync(spec, holder ?? caller.AccountId, cancellationToken);
         }
 
         if (await RunAsync(() => Task.FromResult(_deployments.Values.FirstOrDefault(d => d.IsEngine && d.Record.Spec.Model == spec.Model)), cancellationToken) is { } engine)
@@ -310,6 +326,11 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
 
         var row = await _registry.GetModelAsync(spec.Model, spec.Version, cancellationToken)
             ?? throw new DeploymentException(404, spec.Version is null ? $"no model named '{spec.Model}'" : $"model '{spec.Model}' has no version {spec.Version}");
+        if (!caller.MayAccess(row.Owner))
+        {
+            throw new DeploymentException(403, AccessProblems.Message(caller, $"the model '{spec.Model}'"));
+        }
+
         var descriptor = JsonSerializer.Deserialize<ModelDescriptor>(row.DescriptorJson, EmcJson.Options)!;
         if (descriptor.Format is not ("onnx" or "emc-zoo" or "torchscript"))
         {
@@ -322,7 +343,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             throw new DeploymentException(400, problem!);
         }
 
-        var record = new DeploymentRecord($"{row.Name}-v{row.Version}", spec with { Version = row.Version }, row.Version, _time.GetUtcNow());
+        var record = new DeploymentRecord($"{row.Name}-v{row.Version}", spec with { Version = row.Version }, row.Version, _time.GetUtcNow()) { Owner = row.Owner };
         if (!await _store.AddAsync(record, cancellationToken))
         {
             throw new DeploymentException(409, $"model {row.Name}:{row.Version} is already deployed as '{record.Id}'");
@@ -336,9 +357,9 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
     /// Deploys an external engine: no registry entry, replicas only on nodes labelled engine:NAME=openai.
     /// One deployment per name, engine or model.
     /// </summary>
-    private async Task<DeploymentView> DeployEngineAsync(DeploymentSpec spec, CancellationToken cancellationToken)
+    private async Task<DeploymentView> DeployEngineAsync(DeploymentSpec spec, string owner, CancellationToken cancellationToken)
     {
-        var record = new DeploymentRecord(spec.Model + "-engine", spec with { Version = null }, 0, _time.GetUtcNow());
+        var record = new DeploymentRecord(spec.Model + "-engine", spec with { Version = null }, 0, _time.GetUtcNow()) { Owner = owner };
         await RunAsync(
             async () =>
             {
@@ -358,9 +379,17 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         return await GetAsync(record.Id, cancellationToken) ?? throw new DeploymentException(404, $"deployment '{record.Id}' was removed");
     }
 
-    /// <summary>Stops a deployment, by id or by model name; throws <see cref="DeploymentException"/> 404 when none matches.</summary>
-    public async Task<string> UndeployAsync(string idOrName, CancellationToken cancellationToken)
+    /// <summary>Stops a deployment as the operator, by id or by model name; throws <see cref="DeploymentException"/> 404 when none matches.</summary>
+    public Task<string> UndeployAsync(string idOrName, CancellationToken cancellationToken) =>
+        UndeployAsync(idOrName, Caller.Operator, cancellationToken);
+
+    /// <summary>
+    /// Stops a deployment, by id or by model name; throws <see cref="DeploymentException"/> 404 when none
+    /// matches and 403 when it is another account's (then nothing changes).
+    /// </summary>
+    public async Task<string> UndeployAsync(string idOrName, Caller caller, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(caller);
         var id = await RunAsync(
             () =>
             {
@@ -379,17 +408,26 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             },
             cancellationToken) ?? throw new DeploymentException(404, $"no deployment '{idOrName}'");
 
+        var owner = await RunAsync(() => Task.FromResult(_deployments.TryGetValue(id, out var found) ? found.Record.Owner : null), cancellationToken);
+        if (owner is not null && !caller.MayAccess(owner))
+        {
+            throw new DeploymentException(403, AccessProblems.Message(caller, $"the deployment '{id}'"));
+        }
+
         await _store.RemoveAsync(id, cancellationToken);
         await RunAsync(() => DeactivateAsync(id, "undeployed", cancellationToken), cancellationToken);
         return id;
     }
 
-    public Task<IReadOnlyList<DeploymentView>> ListAsync(CancellationToken cancellationToken) =>
+    public Task<IReadOnlyList<DeploymentView>> ListAsync(CancellationToken cancellationToken) => ListAsync(null, cancellationToken);
+
+    /// <summary>The deployments, only <paramref name="owner"/>'s when given, oldest first.</summary>
+    public Task<IReadOnlyList<DeploymentView>> ListAsync(string? owner, CancellationToken cancellationToken) =>
         RunAsync<IReadOnlyList<DeploymentView>>(
             async () =>
             {
                 var views = new List<DeploymentView>(_deployments.Count);
-                foreach (var deployment in _deployments.Values.OrderBy(d => d.Record.CreatedAt).ToList())
+                foreach (var deployment in _deployments.Values.Where(d => owner is null || d.Record.Owner == owner).OrderBy(d => d.Record.CreatedAt).ToList())
                 {
                     views.Add(await ViewAsync(deployment, cancellationToken));
                 }
@@ -400,6 +438,18 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
 
     public Task<DeploymentView?> GetAsync(string id, CancellationToken cancellationToken) =>
         RunAsync<DeploymentView?>(async () => _deployments.TryGetValue(id, out var d) ? await ViewAsync(d, cancellationToken) : null, cancellationToken);
+
+    /// <summary>
+    /// The account a model name is served for: the owner of its deployments, else of its registry entry;
+    /// null when the name is neither deployed nor registered. The inference front ends let only that
+    /// account and the operator see and call it.
+    /// </summary>
+    public async ValueTask<string?> ModelOwnerAsync(string model, CancellationToken cancellationToken) =>
+        _byModel.TryGetValue(model, out var deployments) ? deployments[^1].Record.Owner : await _registry.ModelOwnerAsync(model, cancellationToken);
+
+    /// <summary>The owner of the deployed name <paramref name="model"/>; null when it is not deployed. Reads memory only.</summary>
+    public string? DeployedOwner(string model) =>
+        _byModel.TryGetValue(model, out var deployments) ? deployments[^1].Record.Owner : null;
 
     /// <summary>The router of a deployment, for stats and tests; null when not deployed.</summary>
     public ReplicaRouter<RoutedCall, InferResponse>? GetRouter(string id) =>
@@ -965,6 +1015,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             Kind = deployment.IsEngine ? "engine" : "model",
             Usage = _usage.GetUsage(deployment.Record.Id),
             Audit = _auditor.GetStats(deployment.Record.Id),
+            Owner = deployment.Record.Owner,
         };
     }
 

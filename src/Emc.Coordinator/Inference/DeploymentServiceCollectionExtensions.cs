@@ -25,6 +25,7 @@ public static class DeploymentServiceCollectionExtensions
         services.AddSingleton<NodeCallHub>();
         services.AddSingleton<DeploymentService>();
         services.AddSingleton<IInferenceBackend>(sp => sp.GetRequiredService<DeploymentService>());
+        services.AddSingleton<InferenceAccess>();
         services.AddHostedService(sp => sp.GetRequiredService<DeploymentService>());
         return services;
     }

@@ -55,6 +55,7 @@ public sealed class DeploymentStore(IDbContextFactory<EmcDbContext> factory) : I
                 .SetProperty(d => d.Model, row.Model)
                 .SetProperty(d => d.Version, row.Version)
                 .SetProperty(d => d.SpecJson, row.SpecJson)
+                .SetProperty(d => d.Owner, row.Owner)
                 .SetProperty(d => d.CreatedAtUnixMs, row.CreatedAtUnixMs),
             cancellationToken) > 0;
     }
@@ -72,11 +73,15 @@ public sealed class DeploymentStore(IDbContextFactory<EmcDbContext> factory) : I
         Version = record.Version,
         SpecJson = JsonSerializer.Serialize(record.Spec, EmcJson.Options),
         CreatedAtUnixMs = record.CreatedAt.ToUnixTimeMilliseconds(),
+        Owner = record.Owner,
     };
 
     private static DeploymentRecord ToRecord(DeploymentRow row) => new(
         row.Id,
         JsonSerializer.Deserialize<DeploymentSpec>(row.SpecJson, EmcJson.Options) ?? throw new InvalidDataException($"deployment {row.Id} has an empty spec"),
         row.Version,
-        DateTimeOffset.FromUnixTimeMilliseconds(row.CreatedAtUnixMs));
+        DateTimeOffset.FromUnixTimeMilliseconds(row.CreatedAtUnixMs))
+    {
+        Owner = row.Owner,
+    };
 }

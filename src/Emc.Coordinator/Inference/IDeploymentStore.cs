@@ -1,10 +1,15 @@
 using System.Collections.Concurrent;
+using Emc.Coordinator.Accounts;
 using Emc.Core.Inference;
 
 namespace Emc.Coordinator.Inference;
 
 /// <summary>A deployment as stored: what was asked and which version it resolved to.</summary>
-public sealed record DeploymentRecord(string Id, DeploymentSpec Spec, int Version, DateTimeOffset CreatedAt);
+public sealed record DeploymentRecord(string Id, DeploymentSpec Spec, int Version, DateTimeOffset CreatedAt)
+{
+    /// <summary>The account whose deployment it is: the owner of the model it serves, or who deployed an engine.</summary>
+    public string Owner { get; init; } = AccountIds.Operator;
+}
 
 /// <summary>Durable deployments, so that a restarted coordinator serves what it served before.</summary>
 public interface IDeploymentStore

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Emc.Compute;
+using Emc.Coordinator.Accounts;
 using Emc.Compute.Inference;
 using Emc.Compute.Training;
 using Emc.Coordinator.Blobs;
@@ -73,11 +74,11 @@ public sealed partial class ModelRegistry : IDisposable
         _logger = logger;
     }
 
-    /// <summary>Every version of every model, by name then version.</summary>
-    public async Task<IReadOnlyList<ModelDescriptor>> ListAsync(CancellationToken cancellationToken)
+    /// <summary>Every version of every model (only <paramref name="owner"/>'s when given), by name then version.</summary>
+    public async Task<IReadOnlyList<ModelDescriptor>> ListAsync(string? owner, CancellationToken cancellationToken)
     {
         var rows = await _store.ListModelsAsync(cancellationToken);
-        return [.. rows.Select(Describe)];
+        return [.. rows.Where(r => owner is null || r.Owner == owner).Select(Describe)];
     }
 
     /// <summary>One version, or the newest when <paramref name="version"/> is null; null when there is none.</summary>
@@ -88,7 +89,7 @@ public sealed partial class ModelRegistry : IDisposable
     public static ModelDescriptor Describe(ModelRow row)
     {
         ArgumentNullException.ThrowIfNull(row);
-        var descriptor = TrainingJson.ReadDescriptor(row.DescriptorJson) with { Name = row.Name, Version = row.Version };
+        var descriptor = TrainingJson.ReadDescriptor(row.DescriptorJson) with { Name = row.Name, Version = row.Version, Owner = row.Owner };
         return descriptor.File is null
             ? descriptor with
             {
@@ -98,13 +99,28 @@ public sealed partial class ModelRegistry : IDisposable
             : descriptor;
     }
 
-    /// <summary>Checks a pushed file and registers it as a new version.</summary>
-    public async Task<RegistryResult<ModelDescriptor>> PushAsync(ModelPush push, CancellationToken cancellationToken)
+    /// <summary>Checks a pushed file and registers it as a new version of <see cref="Caller.Operator"/>'s.</summary>
+    public Task<RegistryResult<ModelDescriptor>> PushAsync(ModelPush push, CancellationToken cancellationToken) =>
+        PushAsync(push, Caller.Operator, cancellationToken);
+
+    /// <summary>
+    /// Checks a pushed file and registers it as a new version. Model names are one namespace for the
+    /// network (inference routes name models): a new name becomes <paramref name="caller"/>'s, and a name
+    /// another account holds, as a model or as an engine deployment, is refused (409) unless the caller is
+    /// the operator, whose push adds a version to the holder's model.
+    /// </summary>
+    public async Task<RegistryResult<ModelDescriptor>> PushAsync(ModelPush push, Caller caller, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(push);
+        ArgumentNullException.ThrowIfNull(caller);
         if (!ModelNames.IsValid(push.Name))
         {
             return Invalid($"'{push.Name}' is not a model name: {ModelNames.Rule}");
+        }
+
+        if (await NameHolderAsync(push.Name, cancellationToken) is { } holder && !caller.MayAccess(holder))
+        {
+            return RegistryResult.Fail<ModelDescriptor>(409, "Name in use", $"the model name '{push.Name}' is taken by another account; choose another name");
         }
 
         if (push.Version is < 1)
@@ -176,6 +192,7 @@ public sealed partial class ModelRegistry : IDisposable
             FileHash = hash,
             Bytes = push.Content.Length,
             CreatedAtUnixMs = now.ToUnixTimeMilliseconds(),
+            Owner = caller.AccountId,
         };
         var version = await _store.AddModelVersionAsync(row, push.Version, cancellationToken);
         if (version is null)
@@ -285,6 +302,25 @@ public sealed partial class ModelRegistry : IDisposable
         await _store.SetOnnxExportAsync(row.Name, row.Version, hash, cancellationToken);
         Log.Exported(_logger, row.Name, row.Version, hash, onnx.Length);
         return RegistryResult.Ok<(string, ModelDescriptor)>((hash, model));
+    }
+
+    /// <summary>
+    /// The account that holds a model name: the owner of its registered versions, or of the engine
+    /// deployment that serves under it; null when the name is free.
+    /// </summary>
+    public async Task<string?> NameHolderAsync(string name, CancellationToken cancellationToken) =>
+        await _store.ModelOwnerAsync(name, cancellationToken)
+        ?? (await _deployments.ListAsync(cancellationToken)).FirstOrDefault(d => d.Spec.Engine && d.Spec.Model == name)?.Owner;
+
+    /// <summary>
+    /// Whether <paramref name="hash"/> is one of the files of model <paramref name="name"/> (of its
+    /// version <paramref name="version"/>, or of any version): the pushed file, the trained weights, the
+    /// TorchScript module or the ONNX export.
+    /// </summary>
+    public async Task<bool> IsFileOfAsync(string name, int? version, string hash, CancellationToken cancellationToken)
+    {
+        var rows = (await _store.ListModelsAsync(cancellationToken)).Where(m => m.Name == name && (version is null || m.Version == version));
+        return rows.Any(r => hash == r.FileHash || hash == r.WeightsHash || hash == r.OnnxExportHash || hash == Describe(r).Model.Script);
     }
 
     public void Dispose()

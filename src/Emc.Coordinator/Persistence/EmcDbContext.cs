@@ -1,3 +1,4 @@
+using Emc.Coordinator.Accounts;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Design;
 
@@ -36,6 +37,10 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
 
     public DbSet<Ledger.LedgerEpochRow> LedgerEpochs => Set<Ledger.LedgerEpochRow>();
 
+    public DbSet<AccountRow> Accounts => Set<AccountRow>();
+
+    public DbSet<ApiKeyRow> ApiKeys => Set<ApiKeyRow>();
+
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.Entity<NodeRecord>(node =>
@@ -58,6 +63,7 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
             dataset.Property(d => d.Name).HasMaxLength(64);
             dataset.Property(d => d.ManifestHash).HasMaxLength(64);
             dataset.Property(d => d.Format).HasMaxLength(16);
+            dataset.Property(d => d.Owner).HasMaxLength(64).HasDefaultValue(AccountIds.Operator);
         });
 
         modelBuilder.Entity<TrainingJobRow>(job =>
@@ -95,6 +101,7 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
             model.Property(m => m.SourceJob).HasMaxLength(32);
             model.Property(m => m.FileHash).HasMaxLength(64);
             model.Property(m => m.OnnxExportHash).HasMaxLength(64);
+            model.Property(m => m.Owner).HasMaxLength(64).HasDefaultValue(AccountIds.Operator);
         });
 
         modelBuilder.Entity<DeploymentRow>(deployment =>
@@ -103,9 +110,31 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
             deployment.HasKey(d => d.Id);
             deployment.Property(d => d.Id).HasMaxLength(64);
             deployment.Property(d => d.Model).HasMaxLength(64);
+            deployment.Property(d => d.Owner).HasMaxLength(64).HasDefaultValue(AccountIds.Operator);
 
             // "Is this model version deployed?" is asked before a model is removed.
             deployment.HasIndex(d => new { d.Model, d.Version });
+        });
+
+        modelBuilder.Entity<AccountRow>(account =>
+        {
+            account.ToTable("accounts");
+            account.HasKey(a => a.Id);
+            account.Property(a => a.Id).HasMaxLength(64);
+            account.Property(a => a.Name).HasMaxLength(64);
+            account.Property(a => a.Role).HasMaxLength(16);
+        });
+
+        modelBuilder.Entity<ApiKeyRow>(key =>
+        {
+            key.ToTable("api_keys");
+            key.HasKey(k => k.Id);
+            key.Property(k => k.Id).HasMaxLength(16);
+            key.Property(k => k.AccountId).HasMaxLength(64);
+            key.Property(k => k.Name).HasMaxLength(64);
+            key.Property(k => k.Hash).HasMaxLength(64);
+            key.HasOne<AccountRow>().WithMany().HasForeignKey(k => k.AccountId).OnDelete(DeleteBehavior.Restrict);
+            key.HasIndex(k => k.AccountId);
         });
 
         modelBuilder.Entity<SettingRecord>(setting =>

@@ -1,3 +1,5 @@
+using Emc.Coordinator.Accounts;
+
 namespace Emc.Coordinator.Persistence;
 
 /// <summary>A deployment: a model version served by nodes, as <see cref="Inference.DeploymentRecord"/> stores it.</summary>
@@ -15,4 +17,7 @@ public sealed class DeploymentRow
     public required string SpecJson { get; set; }
 
     public long CreatedAtUnixMs { get; set; }
+
+    /// <summary>The account whose deployment it is (deployments from before accounts belong to the operator).</summary>
+    public string Owner { get; set; } = AccountIds.Operator;
 }

@@ -119,6 +119,13 @@ public sealed class NodeStore(IDbContextFactory<EmcDbContext> factory, TimeProvi
         return record is null ? null : ToView(record);
     }
 
+    /// <summary>Whether the registry knows the node (it registered at least once).</summary>
+    public async Task<bool> ExistsAsync(string address, CancellationToken cancellationToken)
+    {
+        await using var db = await factory.CreateDbContextAsync(cancellationToken);
+        return await db.Nodes.AsNoTracking().AnyAsync(n => n.Address == address, cancellationToken);
+    }
+
     public async Task<Dictionary<string, int>> CountByStatusAsync(CancellationToken cancellationToken)
     {
         await using var db = await factory.CreateDbContextAsync(cancellationToken);

@@ -1,3 +1,5 @@
+using Emc.Coordinator.Accounts;
+
 namespace Emc.Coordinator.Persistence;
 
 /// <summary>An uploaded dataset: its name and the content-addressed manifest that lists its shards.</summary>
@@ -14,6 +16,9 @@ public sealed class DatasetRow
     public required string Format { get; set; }
     public long Bytes { get; set; }
     public long CreatedAtUnixMs { get; set; }
+
+    /// <summary>The account that uploaded it (datasets from before accounts belong to the operator).</summary>
+    public string Owner { get; set; } = AccountIds.Operator;
 }
 
 /// <summary>A training job and its last checkpoint.</summary>
@@ -100,4 +105,10 @@ public sealed class ModelRow
     public long Bytes { get; set; }
     public string? SourceJob { get; set; }
     public long CreatedAtUnixMs { get; set; }
+
+    /// <summary>
+    /// The account the model name belongs to: every version of a name has the same owner (models from
+    /// before accounts belong to the operator).
+    /// </summary>
+    public string Owner { get; set; } = AccountIds.Operator;
 }

@@ -17,7 +17,7 @@ public interface ISchedulerStore
 
     Task<TaskView?> GetTaskAsync(string taskId, CancellationToken cancellationToken);
 
-    Task<IReadOnlyList<TaskView>> ListTasksAsync(string? jobId, TaskState? state, string? afterTaskId, int limit, CancellationToken cancellationToken);
+    Task<IReadOnlyList<TaskView>> ListTasksAsync(string? jobId, TaskState? state, string? afterTaskId, int limit, string? account, CancellationToken cancellationToken);
 }
 
 /// <summary>Delivers the scheduler's messages to nodes (over their streams, or to simulated nodes in benchmarks).</summary>

@@ -127,19 +127,19 @@ public sealed partial class SchedulerService : BackgroundService
         return [.. merged.OrderBy(job => JobNumber(job.Id)).Take(limit)];
     }
 
-    /// <summary>Tasks in id order; a job no longer in memory is read from the database.</summary>
-    public async Task<IReadOnlyList<TaskView>> ListTasksAsync(string? jobId, TaskState? state, string? after, int limit, CancellationToken cancellationToken)
+    /// <summary>Tasks in id order, only of <paramref name="account"/>'s jobs when given; a job no longer in memory is read from the database.</summary>
+    public async Task<IReadOnlyList<TaskView>> ListTasksAsync(string? jobId, TaskState? state, string? after, int limit, string? account, CancellationToken cancellationToken)
     {
         if (jobId is not null)
         {
             var held = await RequestAsync(s => s.HasJob(jobId), cancellationToken);
             return held
                 ? await RequestAsync(s => s.ListTasks(jobId, state, after, limit), cancellationToken)
-                : await _store.ListTasksAsync(jobId, state, after, limit, cancellationToken);
+                : await _store.ListTasksAsync(jobId, state, after, limit, null, cancellationToken);
         }
 
-        var stored = await _store.ListTasksAsync(null, state, after, limit, cancellationToken);
-        var live = await RequestAsync(s => s.ListTasks(null, state, after, limit), cancellationToken);
+        var stored = await _store.ListTasksAsync(null, state, after, limit, account, cancellationToken);
+        var live = await RequestAsync(s => s.ListTasks(null, state, after, limit, account), cancellationToken);
         var byId = live.ToDictionary(task => task.Id, StringComparer.Ordinal);
         var merged = stored.Select(task => byId.GetValueOrDefault(task.Id) ?? task).ToList();
         var known = merged.Select(task => task.Id).ToHashSet(StringComparer.Ordinal);

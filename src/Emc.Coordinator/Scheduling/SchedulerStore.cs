@@ -368,7 +368,11 @@ public sealed class SchedulerStore(IDbContextFactory<EmcDbContext> factory) : IS
     /// <paramref name="afterTaskId"/> when given (a text that is not a task id starts from the
     /// beginning, as in the scheduler), at most <paramref name="limit"/>, without outputs.
     /// </summary>
-    public async Task<IReadOnlyList<TaskView>> ListTasksAsync(string? jobId, TaskState? state, string? afterTaskId, int limit, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<TaskView>> ListTasksAsync(string? jobId, TaskState? state, string? afterTaskId, int limit, CancellationToken cancellationToken) =>
+        ListTasksAsync(jobId, state, afterTaskId, limit, null, cancellationToken);
+
+    /// <summary>Like the overload without an account, only of <paramref name="account"/>'s jobs when given.</summary>
+    public async Task<IReadOnlyList<TaskView>> ListTasksAsync(string? jobId, TaskState? state, string? afterTaskId, int limit, string? account, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(limit);
         await using var db = await factory.CreateDbContextAsync(cancellationToken);
@@ -378,6 +382,11 @@ public sealed class SchedulerStore(IDbContextFactory<EmcDbContext> factory) : IS
         if (jobId is not null)
         {
             query = query.Where(x => x.Task.JobId == jobId);
+        }
+
+        if (account is not null)
+        {
+            query = query.Where(x => x.Job.Account == account);
         }
 
         if (state is { } wanted)

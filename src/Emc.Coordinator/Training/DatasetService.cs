@@ -17,8 +17,13 @@ public sealed class DatasetService(TrainingStore store, BlobStore blobs, TimePro
     /// <summary>The largest upload accepted (all files together), 4 GiB.</summary>
     public const long MaxUploadBytes = 4L << 30;
 
+    /// <summary>
+    /// Validates, shards and stores the files as a dataset of <paramref name="owner"/>. Dataset names are
+    /// one namespace for the whole network (training jobs name them); a name another account holds is a
+    /// conflict, as is one the owner holds already.
+    /// </summary>
     public async Task<(DatasetView? Dataset, string? Error, bool Conflict)> UploadAsync(
-        string name, string format, string labelColumn, int? classes, IReadOnlyList<(string Name, byte[] Content)> files, CancellationToken cancellationToken)
+        string name, string format, string labelColumn, int? classes, IReadOnlyList<(string Name, byte[] Content)> files, string owner, CancellationToken cancellationToken)
     {
         if (!JobSpecValidator.IsIdentifier(name))
         {
@@ -35,9 +40,9 @@ public sealed class DatasetService(TrainingStore store, BlobStore blobs, TimePro
             return (null, "no files were uploaded", false);
         }
 
-        if (await store.GetDatasetAsync(name, cancellationToken) is not null)
+        if (await store.GetDatasetAsync(name, cancellationToken) is { } existing)
         {
-            return (null, $"a dataset named '{name}' exists; remove it first or choose another name", true);
+            return (null, Taken(name, existing.Owner, owner), true);
         }
 
         ParsedDataset parsed;
@@ -75,18 +80,21 @@ public sealed class DatasetService(TrainingStore store, BlobStore blobs, TimePro
             Format = manifest.Format,
             Bytes = manifest.Splits.Values.Sum(s => s.Bytes),
             CreatedAtUnixMs = time.GetUtcNow().ToUnixTimeMilliseconds(),
+            Owner = owner,
         };
         if (!await store.AddDatasetAsync(row, cancellationToken))
         {
             await CollectAsync(written, cancellationToken);
-            return (null, $"a dataset named '{name}' exists; remove it first or choose another name", true);
+            var taken = await store.GetDatasetAsync(name, cancellationToken);
+            return (null, Taken(name, taken?.Owner ?? owner, owner), true);
         }
 
         return (View(row), null, false);
     }
 
-    public async Task<IReadOnlyList<DatasetView>> ListAsync(CancellationToken cancellationToken) =>
-        (await store.ListDatasetsAsync(cancellationToken)).Select(View).ToList();
+    /// <summary>Every dataset, or only <paramref name="owner"/>'s when given.</summary>
+    public async Task<IReadOnlyList<DatasetView>> ListAsync(string? owner, CancellationToken cancellationToken) =>
+        (await store.ListDatasetsAsync(cancellationToken)).Where(d => owner is null || d.Owner == owner).Select(View).ToList();
 
     public async Task<DatasetView?> GetAsync(string name, CancellationToken cancellationToken) =>
         await store.GetDatasetAsync(name, cancellationToken) is { } row ? View(row) : null;
@@ -121,6 +129,10 @@ public sealed class DatasetService(TrainingStore store, BlobStore blobs, TimePro
         }
     }
 
+    private static string Taken(string name, string holder, string owner) => holder == owner
+        ? $"a dataset named '{name}' exists; remove it first or choose another name"
+        : $"the dataset name '{name}' is taken by another account; choose another name";
+
     private static DatasetView View(DatasetRow row) =>
-        new(row.Name, row.ManifestHash, row.Bytes, DateTimeOffset.FromUnixTimeMilliseconds(row.CreatedAtUnixMs), TrainingJson.ReadManifest(row.ManifestJson));
+        new(row.Name, row.ManifestHash, row.Bytes, DateTimeOffset.FromUnixTimeMilliseconds(row.CreatedAtUnixMs), TrainingJson.ReadManifest(row.ManifestJson)) { Owner = row.Owner };
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Emc.Coordinator.Accounts;
 using Emc.Core;
 using Emc.Core.Training;
 using Microsoft.AspNetCore.Builder;
@@ -13,6 +14,12 @@ namespace Emc.Coordinator.Training;
 /// POST/GET /api/v1/datasets, GET/DELETE /api/v1/datasets/{name};
 /// POST/GET /api/v1/training, GET /api/v1/training/{id}, GET /api/v1/training/{id}/rounds, POST /api/v1/training/{id}/cancel.
 /// </summary>
+/// <remarks>
+/// A dataset belongs to the account that uploaded it and a training job to the account it runs for: a
+/// user's key lists only its own, gets 403 for another account's by name or id, and trains only on its
+/// own datasets. Dataset names are one namespace for the network, so a name another account holds is a
+/// 409. The operator's key sees and changes everything.
+/// </remarks>
 internal static class TrainingApi
 {
     private const int MaxLimit = 10_000;
@@ -31,7 +38,7 @@ internal static class TrainingApi
         return api;
     }
 
-    private static async Task<IResult> UploadAsync(DatasetService datasets, HttpContext context, CancellationToken cancellationToken)
+    private static async Task<IResult> UploadAsync(DatasetService datasets, Caller caller, HttpContext context, CancellationToken cancellationToken)
     {
         if (!context.Request.HasFormContentType)
         {
@@ -77,29 +84,34 @@ internal static class TrainingApi
             classes = parsed;
         }
 
-        var result = await datasets.UploadAsync(form["name"].ToString(), form["format"].ToString(), form["labelColumn"].ToString(), classes, files, cancellationToken);
+        var result = await datasets.UploadAsync(form["name"].ToString(), form["format"].ToString(), form["labelColumn"].ToString(), classes, files, caller.AccountId, cancellationToken);
         return result.Error is { } error
             ? Problem(result.Conflict ? 409 : 400, result.Conflict ? "Dataset exists" : "Invalid dataset", error)
             : Results.Created($"/api/v1/datasets/{result.Dataset!.Name}", result.Dataset);
     }
 
-    private static async Task<IResult> ListDatasetsAsync(DatasetService datasets, CancellationToken cancellationToken) =>
-        Results.Ok(await datasets.ListAsync(cancellationToken));
+    private static async Task<IResult> ListDatasetsAsync(DatasetService datasets, Caller caller, CancellationToken cancellationToken) =>
+        Results.Ok(await datasets.ListAsync(caller.IsOperator ? null : caller.AccountId, cancellationToken));
 
-    private static async Task<IResult> GetDatasetAsync(DatasetService datasets, string name, CancellationToken cancellationToken) =>
-        await datasets.GetAsync(name, cancellationToken) is { } dataset
-            ? Results.Ok(dataset)
-            : Problem(404, "Dataset not found", $"No dataset named '{name}'.");
+    private static async Task<IResult> GetDatasetAsync(DatasetService datasets, Caller caller, string name, CancellationToken cancellationToken) =>
+        await datasets.GetAsync(name, cancellationToken) is not { } dataset ? Problem(404, "Dataset not found", $"No dataset named '{name}'.")
+            : !caller.MayAccess(dataset.Owner) ? AccessProblems.Forbidden(caller, $"the dataset '{name}'")
+            : Results.Ok(dataset);
 
-    private static async Task<IResult> RemoveDatasetAsync(DatasetService datasets, string name, CancellationToken cancellationToken)
+    private static async Task<IResult> RemoveDatasetAsync(DatasetService datasets, Caller caller, string name, CancellationToken cancellationToken)
     {
+        if (await datasets.GetAsync(name, cancellationToken) is { } dataset && !caller.MayAccess(dataset.Owner))
+        {
+            return AccessProblems.Forbidden(caller, $"the dataset '{name}'");
+        }
+
         var (removed, error) = await datasets.RemoveAsync(name, cancellationToken);
         return error is not null ? Problem(409, "Dataset in use", error)
             : removed ? Results.NoContent()
             : Problem(404, "Dataset not found", $"No dataset named '{name}'.");
     }
 
-    private static async Task<IResult> SubmitAsync(TrainingSubmission submission, HttpRequest request, CancellationToken cancellationToken)
+    private static async Task<IResult> SubmitAsync(TrainingSubmission submission, Caller caller, HttpRequest request, CancellationToken cancellationToken)
     {
         TrainingJobSpec? spec;
         try
@@ -111,16 +123,24 @@ internal static class TrainingApi
             return Problem(400, "Malformed training job", $"The body is not a training job document: {ex.Message}");
         }
 
-        var (job, errors, existing) = await submission.SubmitAsync(spec, cancellationToken);
+        var (job, errors, existing, status) = await submission.SubmitAsync(spec, caller, cancellationToken);
         if (job is null)
         {
-            return Problem(400, "Invalid training job", string.Join("; ", errors));
+            return Problem(
+                status,
+                status switch
+                {
+                    403 => "Forbidden",
+                    409 => "Name in use",
+                    _ => "Invalid training job",
+                },
+                string.Join("; ", errors));
         }
 
         return existing ? Results.Ok(job) : Results.Created($"/api/v1/training/{job.Id}", job);
     }
 
-    private static async Task<IResult> ListAsync(TrainingStore store, TrainingSubmission submission, string? state, int? limit, CancellationToken cancellationToken)
+    private static async Task<IResult> ListAsync(TrainingStore store, TrainingSubmission submission, Caller caller, string? state, int? limit, CancellationToken cancellationToken)
     {
         if (state is not null && !EmcJson.TryParseEnum<TrainingJobState>(state, out _))
         {
@@ -132,7 +152,7 @@ internal static class TrainingApi
             return Problem(400, "Bad limit", $"limit must be 1 to {MaxLimit}.");
         }
 
-        var rows = await store.ListJobsAsync(state, limit ?? 100, cancellationToken);
+        var rows = await store.ListJobsAsync(state, caller.IsOperator ? null : caller.AccountId, limit ?? 100, cancellationToken);
         var views = new List<TrainingJobView>(rows.Count);
         foreach (var row in rows)
         {
@@ -142,32 +162,42 @@ internal static class TrainingApi
         return Results.Ok(views);
     }
 
-    private static async Task<IResult> GetAsync(TrainingStore store, TrainingSubmission submission, string id, CancellationToken cancellationToken) =>
-        await store.GetJobAsync(id, cancellationToken) is { } row
-            ? Results.Ok(await submission.ViewAsync(row, cancellationToken))
-            : Problem(404, "Training job not found", $"No training job {id}.");
+    private static async Task<IResult> GetAsync(TrainingStore store, TrainingSubmission submission, Caller caller, string id, CancellationToken cancellationToken) =>
+        await store.GetJobAsync(id, cancellationToken) is not { } row ? Problem(404, "Training job not found", $"No training job {id}.")
+            : !caller.MayAccess(row.Account) ? AccessProblems.Forbidden(caller, $"training job {id}")
+            : Results.Ok(await submission.ViewAsync(row, cancellationToken));
 
-    private static async Task<IResult> RoundsAsync(TrainingStore store, string id, long? after, int? limit, CancellationToken cancellationToken)
+    private static async Task<IResult> RoundsAsync(TrainingStore store, Caller caller, string id, long? after, int? limit, CancellationToken cancellationToken)
     {
         if (limit is < 1 or > MaxLimit || after is < 0)
         {
             return Problem(400, "Bad paging", $"limit must be 1 to {MaxLimit} and after must not be negative.");
         }
 
-        if (await store.GetJobAsync(id, cancellationToken) is null)
+        if (await store.GetJobAsync(id, cancellationToken) is not { } job)
         {
             return Problem(404, "Training job not found", $"No training job {id}.");
+        }
+
+        if (!caller.MayAccess(job.Account))
+        {
+            return AccessProblems.Forbidden(caller, $"training job {id}");
         }
 
         var rounds = await store.ListRoundsAsync(id, after ?? 0, limit ?? 1000, cancellationToken);
         return Results.Ok(rounds.Select(r => TrainingJson.ReadRound(r.SummaryJson)).ToList());
     }
 
-    private static async Task<IResult> CancelAsync(TrainingStore store, TrainingService service, TrainingSubmission submission, string id, CancellationToken cancellationToken)
+    private static async Task<IResult> CancelAsync(TrainingStore store, TrainingService service, TrainingSubmission submission, Caller caller, string id, CancellationToken cancellationToken)
     {
-        if (await store.GetJobAsync(id, cancellationToken) is null)
+        if (await store.GetJobAsync(id, cancellationToken) is not { } job)
         {
             return Problem(404, "Training job not found", $"No training job {id}.");
+        }
+
+        if (!caller.MayAccess(job.Account))
+        {
+            return AccessProblems.Forbidden(caller, $"training job {id}");
         }
 
         if (!await service.CancelAsync(id, cancellationToken))

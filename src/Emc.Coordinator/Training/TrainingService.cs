@@ -888,11 +888,29 @@ public sealed partial class TrainingService : BackgroundService
             Bytes = descriptor.Bytes,
             SourceJob = job.Row.Id,
             CreatedAtUnixMs = now.ToUnixTimeMilliseconds(),
+            Owner = job.Row.Account,
         };
         row.DescriptorJson = TrainingJson.Write(descriptor);
         var version = await _store.RegisterModelAsync(row, job.Row, cancellationToken);
+        if (version is null && name != job.Row.Id)
+        {
+            // Another account took the name while the job ran (submission checked it was free): the
+            // model is kept under the job's id rather than lost.
+            Log.OutputRenamed(_logger, job.Row.Id, name);
+            name = job.Row.Id;
+            row.Name = name;
+            row.DescriptorJson = TrainingJson.Write(descriptor with { Name = name });
+            version = await _store.RegisterModelAsync(row, job.Row, cancellationToken);
+        }
+
+        if (version is null)
+        {
+            await FinishAsync(job, TrainingJobState.Failed, $"the model names '{descriptor.Name}' and '{job.Row.Id}' are taken by other accounts; the trained weights could not be registered", cancellationToken);
+            return;
+        }
+
         _jobs.Remove(job.Row.Id);
-        Log.JobCompleted(_logger, job.Row.Id, name, version, final.EvalAccuracy ?? double.NaN, final.EvalLoss ?? double.NaN);
+        Log.JobCompleted(_logger, job.Row.Id, name, version.Value, final.EvalAccuracy ?? double.NaN, final.EvalLoss ?? double.NaN);
     }
 
     private async Task FinishAsync(ActiveJob job, TrainingJobState state, string reason, CancellationToken cancellationToken)
@@ -948,6 +966,9 @@ public sealed partial class TrainingService : BackgroundService
 
         [LoggerMessage(EventId = 405, Level = LogLevel.Information, Message = "Training {JobId} resumed after round {Round}")]
         public static partial void JobResumed(ILogger logger, string jobId, long round);
+
+        [LoggerMessage(EventId = 407, Level = LogLevel.Warning, Message = "Training {JobId}: the model name {Model} was taken by another account while it ran; the model is registered under the job's id")]
+        public static partial void OutputRenamed(ILogger logger, string jobId, string model);
 
         [LoggerMessage(EventId = 406, Level = LogLevel.Error, Message = "Training {JobId}: a step failed")]
         public static partial void JobStepFailed(ILogger logger, string jobId, Exception exception);

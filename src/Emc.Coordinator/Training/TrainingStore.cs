@@ -80,13 +80,19 @@ public sealed class TrainingStore(IDbContextFactory<EmcDbContext> factory)
         return await db.TrainingJobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, cancellationToken);
     }
 
-    public async Task<IReadOnlyList<TrainingJobRow>> ListJobsAsync(string? state, int limit, CancellationToken cancellationToken)
+    /// <summary>The newest jobs, only in <paramref name="state"/> and of <paramref name="account"/> when given.</summary>
+    public async Task<IReadOnlyList<TrainingJobRow>> ListJobsAsync(string? state, string? account, int limit, CancellationToken cancellationToken)
     {
         await using var db = await factory.CreateDbContextAsync(cancellationToken);
         var query = db.TrainingJobs.AsNoTracking();
         if (state is not null)
         {
             query = query.Where(j => j.State == state);
+        }
+
+        if (account is not null)
+        {
+            query = query.Where(j => j.Account == account);
         }
 
         return await query.OrderByDescending(j => j.Number).Take(limit).ToListAsync(cancellationToken);
@@ -134,11 +140,27 @@ public sealed class TrainingStore(IDbContextFactory<EmcDbContext> factory)
             .FirstOrDefaultAsync(cancellationToken);
     }
 
-    /// <summary>Registers a new version of the model named <paramref name="row"/>.Name and completes the job, in one transaction.</summary>
-    public async Task<int> RegisterModelAsync(ModelRow row, TrainingJobRow? job, CancellationToken cancellationToken)
+    /// <summary>The account a model name belongs to (the owner of its versions); null for a name not in use.</summary>
+    public async Task<string?> ModelOwnerAsync(string name, CancellationToken cancellationToken)
+    {
+        await using var db = await factory.CreateDbContextAsync(cancellationToken);
+        return await db.Models.AsNoTracking().Where(m => m.Name == name).Select(m => m.Owner).FirstOrDefaultAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Registers a new version of the model named <paramref name="row"/>.Name and completes the job, in one
+    /// transaction; returns null, and changes nothing, when the name belongs to an account other than
+    /// <paramref name="row"/>.Owner.
+    /// </summary>
+    public async Task<int?> RegisterModelAsync(ModelRow row, TrainingJobRow? job, CancellationToken cancellationToken)
     {
         await using var db = await factory.CreateDbContextAsync(cancellationToken);
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        if (await db.Models.Where(m => m.Name == row.Name).Select(m => m.Owner).FirstOrDefaultAsync(cancellationToken) is { } holder && holder != row.Owner)
+        {
+            return null;
+        }
+
         var last = await db.Models.Where(m => m.Name == row.Name).MaxAsync(m => (int?)m.Version, cancellationToken);
         row.Version = (last ?? 0) + 1;
         db.Models.Add(row);
@@ -156,12 +178,17 @@ public sealed class TrainingStore(IDbContextFactory<EmcDbContext> factory)
 
     /// <summary>
     /// Adds a pushed model as version <paramref name="version"/>, or as the next version when that is
-    /// null; returns the version, or null when the version is taken.
+    /// null; returns the version, or null when the version is taken. The row takes the owner of the
+    /// name's other versions, if it has any.
     /// </summary>
     public async Task<int?> AddModelVersionAsync(ModelRow row, int? version, CancellationToken cancellationToken)
     {
         await using var db = await factory.CreateDbContextAsync(cancellationToken);
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        if (await db.Models.Where(m => m.Name == row.Name).Select(m => m.Owner).FirstOrDefaultAsync(cancellationToken) is { } holder)
+        {
+            row.Owner = holder;
+        }
         if (version is { } wanted)
         {
             if (await db.Models.AnyAsync(m => m.Name == row.Name && m.Version == wanted, cancellationToken))

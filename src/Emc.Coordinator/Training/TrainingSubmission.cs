@@ -1,4 +1,5 @@
 using System.Globalization;
+using Emc.Coordinator.Accounts;
 using Emc.Coordinator.Blobs;
 using Emc.Coordinator.Persistence;
 using Emc.Core;
@@ -13,31 +14,62 @@ public sealed class TrainingSubmission(TrainingStore store, BlobStore blobs, Tra
     /// <summary>Default fraction of the training split held out when the dataset has no test split.</summary>
     public const double DefaultHoldout = 0.1;
 
-    /// <summary>The job, or the problems that stop it (nothing is stored then).</summary>
-    public async Task<(TrainingJobView? Job, IReadOnlyList<string> Errors, bool Existing)> SubmitAsync(TrainingJobSpec? submitted, CancellationToken cancellationToken)
+    /// <summary>
+    /// The job, or the problems that stop it and the HTTP status they call for (400 bad input, 403 another
+    /// account's dataset or account, 409 a name or idempotency key another account holds); nothing is
+    /// stored then. The job is <paramref name="caller"/>'s unless the operator names another account.
+    /// </summary>
+    public async Task<(TrainingJobView? Job, IReadOnlyList<string> Errors, bool Existing, int Status)> SubmitAsync(
+        TrainingJobSpec? submitted, Caller caller, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(caller);
+        if (submitted is not null)
+        {
+            if (submitted.Account is null or "" or "default")
+            {
+                submitted = submitted with { Account = caller.AccountId };
+            }
+            else if (!caller.MayAccess(submitted.Account))
+            {
+                return (null, [$"a user's key submits training jobs only for its own account ('{caller.AccountId}'), not for '{submitted.Account}'; leave account out"], false, 403);
+            }
+        }
+
         var errors = TrainingDefaults.Validate(submitted).ToList();
         if (errors.Count > 0 || submitted is null)
         {
-            return (null, errors, false);
+            return (null, errors, false, 400);
         }
 
         if (submitted.IdempotencyKey is { } key && await store.FindByIdempotencyKeyAsync(key, cancellationToken) is { } existing)
         {
-            return (await ViewAsync(existing, cancellationToken), [], true);
+            return existing.Account == submitted.Account
+                ? (await ViewAsync(existing, cancellationToken), [], true, 200)
+                : (null, ["another account's training job has this idempotency key; choose another"], false, 409);
         }
 
         var spec = TrainingDefaults.Resolve(submitted);
         var dataset = await store.GetDatasetAsync(spec.Dataset, cancellationToken);
         if (dataset is null)
         {
-            return (null, [$"no dataset named '{spec.Dataset}'; upload it with `emc data upload`"], false);
+            return (null, [$"no dataset named '{spec.Dataset}'; upload it with `emc data upload`"], false, 400);
+        }
+
+        if (!caller.MayAccess(dataset.Owner))
+        {
+            return (null, [AccessProblems.Message(caller, $"the dataset '{spec.Dataset}'")], false, 403);
+        }
+
+        var output = spec.Output ?? (ModelNames.IsValid(spec.Name) ? spec.Name : null);
+        if (output is not null && await store.ModelOwnerAsync(output, cancellationToken) is { } holder && holder != spec.Account)
+        {
+            return (null, [$"the model name '{output}' is taken by another account; choose another output name"], false, 409);
         }
 
         var manifest = TrainingJson.ReadManifest(dataset.ManifestJson);
         if (!manifest.Splits.TryGetValue("train", out var train))
         {
-            return (null, [$"dataset '{spec.Dataset}' has no train split"], false);
+            return (null, [$"dataset '{spec.Dataset}' has no train split"], false, 400);
         }
 
         var isText = manifest.Task == DatasetTask.LanguageModeling;
@@ -68,7 +100,7 @@ public sealed class TrainingSubmission(TrainingStore store, BlobStore blobs, Tra
 
         if (errors.Count > 0)
         {
-            return (null, errors, false);
+            return (null, errors, false, 400);
         }
 
         var number = await store.NextJobNumberAsync(cancellationToken);
@@ -87,7 +119,7 @@ public sealed class TrainingSubmission(TrainingStore store, BlobStore blobs, Tra
             UpdatedAtUnixMs = now,
         };
         await service.StartAsync(row, r => Activate(r, dataset), cancellationToken);
-        return (await ViewAsync(row, cancellationToken), [], false);
+        return (await ViewAsync(row, cancellationToken), [], false, 201);
     }
 
     /// <summary>The job as the API shows it.</summary>

@@ -81,6 +81,9 @@ public sealed record DeploymentView
     /// <summary>"model" (a registered model) or "engine" (an external engine on the nodes).</summary>
     public string Kind { get; init; } = "model";
 
+    /// <summary>The account whose deployment it is; only it and the operator see it and call it.</summary>
+    public string Owner { get; init; } = "";
+
     /// <summary>What its OpenAI-compatible traffic used since the coordinator started.</summary>
     public DeploymentUsage Usage { get; init; } = new();
 

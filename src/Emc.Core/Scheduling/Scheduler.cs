@@ -240,13 +240,21 @@ public sealed partial class Scheduler
 
     public TaskView? GetTask(string taskId) => FindTask(taskId) is { } task ? View(task, includeOutput: true) : null;
 
-    /// <summary>Tasks in id order (job number, then index), after <paramref name="after"/> when given.</summary>
-    public IReadOnlyList<TaskView> ListTasks(string? jobId, TaskState? state, string? after, int limit)
+    /// <summary>
+    /// Tasks in id order (job number, then index), after <paramref name="after"/> when given, only of jobs
+    /// of <paramref name="account"/> when given.
+    /// </summary>
+    public IReadOnlyList<TaskView> ListTasks(string? jobId, TaskState? state, string? after, int limit, string? account = null)
     {
         var result = new List<TaskView>();
         IEnumerable<JobEntry> jobs = jobId is null
             ? _jobs.Values.OrderBy(job => job.Number)
             : _jobs.TryGetValue(jobId, out var one) ? [one] : [];
+        if (account is not null)
+        {
+            jobs = jobs.Where(job => job.Account == account);
+        }
+
         var (afterJob, afterIndex) = ParseTaskId(after);
         foreach (var job in jobs)
         {

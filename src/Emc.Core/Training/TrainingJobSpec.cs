@@ -21,7 +21,10 @@ public sealed record TrainingJobSpec
     /// <summary>A name for people; the trained model is registered under it (or under <see cref="Output"/>).</summary>
     public string Name { get; init; } = "";
 
-    /// <summary>The account that owns the job and shares the network by its weight.</summary>
+    /// <summary>
+    /// The account that owns the job and shares the network by its weight. "default" (or empty) is the
+    /// account of the key that submits it; only the operator may name another.
+    /// </summary>
     public string Account { get; init; } = "default";
 
     public ModelSpec Model { get; init; } = new();

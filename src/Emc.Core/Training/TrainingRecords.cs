@@ -141,6 +141,9 @@ public sealed record ModelDescriptor
 {
     public required string Name { get; init; }
 
+    /// <summary>The account the model's name belongs to (every version has the same owner).</summary>
+    public string? Owner { get; init; }
+
     public int Version { get; init; }
 
     /// <summary>"emc-zoo" (a zoo model's weights vector), "torchscript" or "onnx".</summary>
@@ -181,4 +184,8 @@ public sealed record ModelDescriptor
 }
 
 /// <summary>A dataset as the API shows it: its name, manifest hash and the manifest.</summary>
-public sealed record DatasetView(string Name, string ManifestHash, long Bytes, DateTimeOffset CreatedAt, Data.DatasetManifest Manifest);
+public sealed record DatasetView(string Name, string ManifestHash, long Bytes, DateTimeOffset CreatedAt, Data.DatasetManifest Manifest)
+{
+    /// <summary>The account that uploaded it.</summary>
+    public string Owner { get; init; } = "";
+}

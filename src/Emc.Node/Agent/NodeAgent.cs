@@ -77,7 +77,9 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         }
 
         // The leases outlive sessions: results finished while disconnected are handed in on the next one.
-        using var blobHttp = new HttpClient { BaseAddress = options.Coordinator, Timeout = Timeout.InfiniteTimeSpan };
+        // Every HTTP request to the coordinator is signed with the node's key (blobs, link tests, info).
+        var signer = new NodeRequestSigner(key, time);
+        using var blobHttp = new HttpClient(signer.CreateHandler()) { BaseAddress = options.Coordinator, Timeout = Timeout.InfiniteTimeSpan };
         var blobs = new BlobCache(blobHttp, Path.Combine(options.DataDirectory, "blobs"));
         using var training = new TrainRoundExecutor(key, blobs, logger) { Threads = options.TrainingThreads, Fault = options.SimulateFault };
         using var models = new ModelCache((input, device, ct) => ModelCache.LoadAsync(blobs, input, device, options.InferenceThreads, ct));
@@ -103,7 +105,7 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         using var leave = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
         using var leaveOnTimeout = drain.Register(() => leave.CancelAfter(options.DrainTimeout));
 
-        using var http = new HttpClient { BaseAddress = options.Coordinator, Timeout = TimeSpan.FromSeconds(60) };
+        using var http = new HttpClient(signer.CreateHandler()) { BaseAddress = options.Coordinator, Timeout = TimeSpan.FromSeconds(60) };
         var client = new CoordinatorClient(http);
         var backoff = new ExponentialBackoff(options.ReconnectInitialDelay, options.ReconnectMaxDelay);
         while (!leave.IsCancellationRequested && !(drain.IsCancellationRequested && leases.IsIdle))

@@ -96,6 +96,7 @@ public sealed class BlobCache
             try
             {
                 using var head = new HttpRequestMessage(HttpMethod.Head, $"api/v1/blobs/{hash}");
+                head.Options.Set(Connection.NodeRequestSigner.BodySha256, Core.Identity.NodeRequestSignature.EmptyContentHash);
                 using (var exists = await _http.SendAsync(head, cancellationToken))
                 {
                     if (exists.StatusCode == HttpStatusCode.OK)
@@ -106,7 +107,11 @@ public sealed class BlobCache
 
                 using var body = new ReadOnlyMemoryContent(content);
                 body.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-                using var response = await _http.PutAsync($"api/v1/blobs/{hash}", body, cancellationToken);
+                using var put = new HttpRequestMessage(HttpMethod.Put, $"api/v1/blobs/{hash}") { Content = body };
+
+                // A blob's name is the SHA-256 of its bytes: the signature needs no second pass over them.
+                put.Options.Set(Connection.NodeRequestSigner.BodySha256, hash);
+                using var response = await _http.SendAsync(put, cancellationToken);
                 if (!response.IsSuccessStatusCode)
                 {
                     var detail = await response.Content.ReadAsStringAsync(cancellationToken);

@@ -173,7 +173,50 @@ public sealed class OpenAiApiTests
         return generated;
     }
 
-    private static async Task<float[]> RegisterAsync(TestCoordinator coordinator)
+    [Fact]
+    public async Task OpenAiApi_TwoAccountsModels_EachKeySeesAndCallsOnlyItsOwn()
+    {
+        await using var coordinator = await TestCoordinator.StartAsync();
+        var alice = await coordinator.CreateUserAsync("alice");
+        var bob = await coordinator.CreateUserAsync("bob");
+        await RegisterAsync(coordinator, "alice-gpt", "alice");
+        await RegisterAsync(coordinator, "bob-gpt", "bob");
+        await using var nodes = new ServingNodes(coordinator);
+        await nodes.StartAsync(1);
+        await alice.Api.DeployAsync(new DeploymentSpec { Model = "alice-gpt" }, CancellationToken.None);
+        await bob.Api.DeployAsync(new DeploymentSpec { Model = "bob-gpt" }, CancellationToken.None);
+        var service = coordinator.Host.Services.GetRequiredService<DeploymentService>();
+        await WaitForAsync(() => service.ListLanguageModels().Count == 2, TimeSpan.FromSeconds(90), "both models ready");
+
+        Assert.Equal(["alice-gpt"], await alice.Api.GetLanguageModelsAsync(CancellationToken.None));
+        Assert.Equal(["bob-gpt"], await bob.Api.GetLanguageModelsAsync(CancellationToken.None));
+        Assert.Equal(["alice-gpt", "bob-gpt"], (await coordinator.Api.GetLanguageModelsAsync(CancellationToken.None)).Order(StringComparer.Ordinal));
+
+        using (var own = await alice.Http.PostAsJsonAsync("v1/completions", new { model = "alice-gpt", prompt = "Once", max_tokens = 4, temperature = 0 }))
+        {
+            Assert.Equal(HttpStatusCode.OK, own.StatusCode);
+        }
+
+        foreach (var (path, body) in new (string, object?)[]
+        {
+            ("v1/models/bob-gpt", null),
+            ("v1/completions", new { model = "bob-gpt", prompt = "Once", max_tokens = 4 }),
+            ("v1/chat/completions", new { model = "bob-gpt", messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 4 }),
+        })
+        {
+            using var refused = body is null ? await alice.Http.GetAsync(path) : await alice.Http.PostAsJsonAsync(path, body);
+            Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+            var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
+            Assert.Equal("permission_denied", (string?)error["code"]);
+        }
+
+        var usage = (await bob.Api.GetDeploymentsAsync(CancellationToken.None)).Single().Usage;
+        Assert.Equal(0, usage.Requests);
+    }
+
+    private static Task<float[]> RegisterAsync(TestCoordinator coordinator) => RegisterAsync(coordinator, Model, "operator");
+
+    private static async Task<float[]> RegisterAsync(TestCoordinator coordinator, string name, string owner)
     {
         using var model = TrainableModel.Create(Spec, [], ModelSpec.ByteVocabulary, isText: true, "cpu", seed: 7);
         var vector = model.ReadVector();
@@ -181,7 +224,7 @@ public sealed class OpenAiApiTests
         var hash = await coordinator.Host.Services.GetRequiredService<BlobStore>().PutAsync(weights, CancellationToken.None);
         var descriptor = new ModelDescriptor
         {
-            Name = Model,
+            Name = name,
             Format = "emc-zoo",
             Model = Spec,
             SampleShape = [],
@@ -192,7 +235,7 @@ public sealed class OpenAiApiTests
             Bytes = weights.Length,
         };
         await coordinator.Host.Services.GetRequiredService<TrainingStore>().RegisterModelAsync(
-            new ModelRow { Name = Model, Format = "emc-zoo", DescriptorJson = JsonSerializer.Serialize(descriptor, EmcJson.Options), WeightsHash = hash, Bytes = weights.Length },
+            new ModelRow { Name = name, Format = "emc-zoo", DescriptorJson = JsonSerializer.Serialize(descriptor, EmcJson.Options), WeightsHash = hash, Bytes = weights.Length, Owner = owner },
             null,
             CancellationToken.None);
         return vector;

@@ -8,7 +8,11 @@ using Microsoft.Extensions.Logging;
 
 namespace Emc.Coordinator.Tests.Infrastructure;
 
-/// <summary>A real coordinator in this process on free loopback ports, with its own data folder.</summary>
+/// <summary>
+/// A real coordinator in this process on free loopback ports, with its own data folder. <see cref="Api"/>
+/// and <see cref="Http"/> carry the operator key it made at start; <see cref="CreateUserAsync"/> makes
+/// user accounts with keys of their own.
+/// </summary>
 public sealed class TestCoordinator : IAsyncDisposable
 {
     private readonly bool _ownsDirectory;
@@ -18,8 +22,9 @@ public sealed class TestCoordinator : IAsyncDisposable
         Host = host;
         DataDirectory = dataDirectory;
         _ownsDirectory = ownsDirectory;
-        Api = EmcApiClient.Create(host.Endpoints.ApiUrl);
-        Http = new HttpClient { BaseAddress = host.Endpoints.ApiUrl };
+        OperatorKey = File.ReadAllText(Path.Combine(dataDirectory, "operator.key")).Trim();
+        Api = EmcApiClient.Create(host.Endpoints.ApiUrl, apiKey: OperatorKey);
+        Http = Bearer.Client(host.Endpoints.ApiUrl, OperatorKey);
         Channel = GrpcChannel.ForAddress(host.Endpoints.GrpcUrl);
     }
 
@@ -27,11 +32,24 @@ public sealed class TestCoordinator : IAsyncDisposable
 
     public string DataDirectory { get; }
 
+    /// <summary>The operator's API key, from the key file the coordinator wrote at start.</summary>
+    public string OperatorKey { get; }
+
+    /// <summary>The typed client, with the operator key.</summary>
     public EmcApiClient Api { get; }
 
+    /// <summary>A plain HTTP client of the API port, with the operator key.</summary>
     public HttpClient Http { get; }
 
+    /// <summary>The node gateway (no key: nodes prove themselves on the stream).</summary>
     public GrpcChannel Channel { get; }
+
+    /// <summary>Makes a user account through the API; its clients carry its first key.</summary>
+    public async Task<TestUser> CreateUserAsync(string name)
+    {
+        var created = await Api.CreateAccountAsync(name, CancellationToken.None);
+        return new TestUser(created.Account.Id, created.Key.Key, created.Key.Id, EmcApiClient.Create(Host.Endpoints.ApiUrl, apiKey: created.Key.Key), Bearer.Client(Host.Endpoints.ApiUrl, created.Key.Key));
+    }
 
     /// <summary>Liveness settings fast enough for tests.</summary>
     public static void FastLiveness(RegistryOptions options)

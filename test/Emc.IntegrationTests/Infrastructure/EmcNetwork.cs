@@ -18,7 +18,7 @@ public sealed class EmcNetwork : IAsyncDisposable
         Root = root;
         ApiUrl = new Uri($"http://127.0.0.1:{apiPort}/");
         GrpcPort = grpcPort;
-        Api = EmcApiClient.Create(ApiUrl);
+        Api = EmcApiClient.Create(ApiUrl, apiKey: EmcProcess.OperatorKey);
     }
 
     public static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(120);

@@ -27,7 +27,24 @@ public sealed partial class EmcProcess : IAsyncDisposable
 
     public string Output => string.Join('\n', _lines);
 
-    public static EmcProcess Start(params string[] arguments)
+    /// <summary>
+    /// The operator key of every coordinator these tests start (given as EMC_OPERATOR_KEY), and the key
+    /// every client command sends (EMC_API_KEY), unless a test says otherwise.
+    /// </summary>
+    public static readonly string OperatorKey = NewKey();
+
+    /// <summary>A fresh key in EMC's form (emc_ID_SECRET), as a deployment's secret store would hold.</summary>
+    public static string NewKey() =>
+        $"emc_{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6))}_"
+        + Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+
+    public static EmcProcess Start(params string[] arguments) => Start(null, arguments);
+
+    /// <summary>
+    /// Starts `emc` with <paramref name="arguments"/>; <paramref name="environment"/> sets (or, with a null
+    /// value, removes) variables on top of the defaults (the test operator key as EMC_OPERATOR_KEY and EMC_API_KEY).
+    /// </summary>
+    public static EmcProcess Start(IReadOnlyDictionary<string, string?>? environment, params string[] arguments)
     {
         if (!File.Exists(CliPath))
         {
@@ -41,6 +58,20 @@ public sealed partial class EmcProcess : IAsyncDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
+        info.Environment["EMC_OPERATOR_KEY"] = OperatorKey;
+        info.Environment["EMC_API_KEY"] = OperatorKey;
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+        {
+            if (value is null)
+            {
+                info.Environment.Remove(name);
+            }
+            else
+            {
+                info.Environment[name] = value;
+            }
+        }
+
         info.ArgumentList.Add(CliPath);
         foreach (var argument in arguments)
         {
@@ -58,9 +89,12 @@ public sealed partial class EmcProcess : IAsyncDisposable
     }
 
     /// <summary>Runs a command to completion and returns its exit code and output.</summary>
-    public static async Task<(int ExitCode, string Output)> RunAsync(TimeSpan timeout, params string[] arguments)
+    public static Task<(int ExitCode, string Output)> RunAsync(TimeSpan timeout, params string[] arguments) => RunAsync(null, timeout, arguments);
+
+    /// <summary>Runs a command to completion, with <paramref name="environment"/> as in <see cref="Start(IReadOnlyDictionary{string, string?}?, string[])"/>.</summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(IReadOnlyDictionary<string, string?>? environment, TimeSpan timeout, params string[] arguments)
     {
-        await using var process = Start(arguments);
+        await using var process = Start(environment, arguments);
         using var cancel = new CancellationTokenSource(timeout);
         await process.Process.WaitForExitAsync(cancel.Token);
         process.Process.WaitForExit(); // drains the output events

@@ -1,3 +1,4 @@
+using Emc.Coordinator.Accounts;
 using Emc.Coordinator.Hosting;
 using Emc.Core.Inference;
 using Grpc.Core;
@@ -27,20 +28,24 @@ public sealed class OipGrpcService : Proto.GRPCInferenceService.GRPCInferenceSer
     private readonly TimeProvider _time;
     private readonly ReadinessState _readiness;
     private readonly ILogger<OipGrpcService> _logger;
+    private readonly InferenceAccess _access;
 
-    public OipGrpcService(IInferenceBackend backend, IOptions<OipOptions> options, TimeProvider time, ReadinessState readiness, ILogger<OipGrpcService> logger)
+    public OipGrpcService(IInferenceBackend backend, InferenceAccess access, IOptions<OipOptions> options, TimeProvider time, ReadinessState readiness, ILogger<OipGrpcService> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         _backend = backend;
+        _access = access;
         _options = options.Value;
         _time = time;
         _readiness = readiness;
         _logger = logger;
     }
 
+    [Microsoft.AspNetCore.Authorization.AllowAnonymous]
     public override Task<Proto.ServerLiveResponse> ServerLive(Proto.ServerLiveRequest request, ServerCallContext context) =>
         Task.FromResult(new Proto.ServerLiveResponse { Live = true });
 
+    [Microsoft.AspNetCore.Authorization.AllowAnonymous]
     public override Task<Proto.ServerReadyResponse> ServerReady(Proto.ServerReadyRequest request, ServerCallContext context) =>
         Task.FromResult(new Proto.ServerReadyResponse { Ready = _readiness.IsReady });
 
@@ -58,6 +63,14 @@ public sealed class OipGrpcService : Proto.GRPCInferenceService.GRPCInferenceSer
         ArgumentNullException.ThrowIfNull(context);
         try
         {
+            // A model this caller may not know of is simply not ready, as an unknown one is.
+            var access = await _access.CheckAsync(context.GetHttpContext().GetCaller(), request.Name, context.CancellationToken);
+            if (access == ModelAccess.Unknown)
+            {
+                return new Proto.ModelReadyResponse { Ready = false };
+            }
+
+            await _access.EnsureAsync(context.GetHttpContext().GetCaller(), request.Name, Version(request.Version), context.CancellationToken);
             var ready = await _backend.IsReadyAsync(request.Name, Version(request.Version), context.CancellationToken);
             return new Proto.ModelReadyResponse { Ready = ready };
         }
@@ -74,6 +87,7 @@ public sealed class OipGrpcService : Proto.GRPCInferenceService.GRPCInferenceSer
         try
         {
             var version = Version(request.Version);
+            await _access.EnsureAsync(context.GetHttpContext().GetCaller(), request.Name, version, context.CancellationToken);
             var metadata = await _backend.GetMetadataAsync(request.Name, version, context.CancellationToken)
                 ?? throw OipException.UnknownModel(request.Name, version);
             return OipGrpcMapping.ToMessage(metadata);
@@ -96,6 +110,7 @@ public sealed class OipGrpcService : Proto.GRPCInferenceService.GRPCInferenceSer
                 throw new OipException(OipErrorKind.BadRequest, "model_name is empty");
             }
 
+            await _access.EnsureAsync(context.GetHttpContext().GetCaller(), request.ModelName, Version(request.ModelVersion), context.CancellationToken);
             var inferRequest = OipGrpcMapping.ToRequest(request, _options.Limits);
             var ours = _options.DeadlineFor(inferRequest, _time.GetUtcNow());
             deadline = context.Deadline < ours.UtcDateTime ? new DateTimeOffset(context.Deadline, TimeSpan.Zero) : ours;

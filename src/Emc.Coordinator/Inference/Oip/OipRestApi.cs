@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Globalization;
+using Emc.Coordinator.Accounts;
 using Emc.Coordinator.Hosting;
 using Emc.Core.Inference;
 using Microsoft.AspNetCore.Builder;
@@ -42,11 +43,13 @@ internal static class OipRestApi
         var serverMetadata = ServerMetadataBody(options);
         var v2 = app.MapGroup("/v2");
         v2.MapGet(string.Empty, context => WriteAsync(context, StatusCodes.Status200OK, serverMetadata));
-        v2.MapGet("/health/live", context => WriteAsync(context, StatusCodes.Status200OK, LiveBody));
+        // Health is open, as /healthz and /readyz are: probes and load balancers carry no keys.
+        v2.MapGet("/health/live", context => WriteAsync(context, StatusCodes.Status200OK, LiveBody)).AllowAnonymous();
         v2.MapGet("/health/ready", context =>
             context.RequestServices.GetRequiredService<ReadinessState>().IsReady
                 ? WriteAsync(context, StatusCodes.Status200OK, ReadyBody)
-                : WriteAsync(context, StatusCodes.Status400BadRequest, NotReadyBody));
+                : WriteAsync(context, StatusCodes.Status400BadRequest, NotReadyBody))
+            .AllowAnonymous();
         v2.MapGet("/models/{name}", ModelMetadataAsync);
         v2.MapGet("/models/{name}/versions/{version}", ModelMetadataAsync);
         v2.MapGet("/models/{name}/ready", ModelReadyAsync);
@@ -76,6 +79,7 @@ internal static class OipRestApi
         var (name, version) = Route(context);
         try
         {
+            await EnsureAccessAsync(context, name, version);
             var metadata = await Backend(context).GetMetadataAsync(name, version, context.RequestAborted)
                 ?? throw OipException.UnknownModel(name, version);
             using var buffer = new PooledBufferWriter(1024);
@@ -93,6 +97,7 @@ internal static class OipRestApi
         var (name, version) = Route(context);
         try
         {
+            await EnsureAccessAsync(context, name, version);
             var backend = Backend(context);
             if (await backend.GetMetadataAsync(name, version, context.RequestAborted) is null)
             {
@@ -120,6 +125,7 @@ internal static class OipRestApi
         var backendFailed = false;
         try
         {
+            await EnsureAccessAsync(context, name, version);
             var headerLength = OipCodec.ParseHeaderLength(context.Request.Headers[OipCodec.HeaderLengthName]);
             int length;
             (body, length) = await ReadBodyAsync(context, options.EffectiveMaxRequestBytes, cancellationToken);
@@ -301,6 +307,10 @@ internal static class OipRestApi
     }
 
     private static IInferenceBackend Backend(HttpContext context) => context.RequestServices.GetRequiredService<IInferenceBackend>();
+
+    // Only the model's owner and the operator see it or call it; others learn nothing more than a 403.
+    private static ValueTask EnsureAccessAsync(HttpContext context, string name, string? version) =>
+        context.RequestServices.GetRequiredService<InferenceAccess>().EnsureAsync(context.GetCaller(), name, version, context.RequestAborted);
 
     // A request the client abandoned gets no answer; everything else is answered in the protocol's form.
     private static bool IsReportable(Exception ex, HttpContext context) =>

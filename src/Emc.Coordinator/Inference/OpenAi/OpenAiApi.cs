@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Emc.Coordinator.Accounts;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
@@ -27,8 +28,9 @@ namespace Emc.Coordinator.Inference.OpenAi;
 /// Errors are <c>{"error": {"message", "type", "param", "code"}}</c>: 400 a malformed request, 404 an
 /// unknown model, 413 too large a body, 429 every replica busy, 503 no replica ready or the model failed.
 /// Nothing is written before the first token came, so an error before it still gets its status; an
-/// error after it ends the stream with an error event and <c>[DONE]</c>. No API key is checked: any
-/// Authorization header is accepted, as the coordinator's other APIs do today.
+/// error after it ends the stream with an error event and <c>[DONE]</c>. Every request needs an API key
+/// (<c>Authorization: Bearer KEY</c>, what OpenAI's clients send): 401 without a valid one; a key sees and
+/// calls only its own account's models (403 for another's; the operator's key all of them).
 /// </remarks>
 public static partial class OpenAiApi
 {
@@ -61,9 +63,14 @@ public static partial class OpenAiApi
             json.WriteStartObject();
             json.WriteString("object", "list");
             json.WriteStartArray("data");
+            var access = context.RequestServices.GetRequiredService<InferenceAccess>();
+            var caller = context.GetCaller();
             foreach (var model in service.ListLanguageModels())
             {
-                WriteModel(json, model, options);
+                if (access.MayList(caller, model.Name))
+                {
+                    WriteModel(json, model, options);
+                }
             }
 
             json.WriteEndArray();
@@ -71,14 +78,25 @@ public static partial class OpenAiApi
         });
     }
 
-    private static Task GetModelAsync(HttpContext context)
+    private static async Task GetModelAsync(HttpContext context)
     {
         var (service, options) = Services(context);
         var id = context.Request.RouteValues["id"] as string ?? "";
+        try
+        {
+            // Another account's model is refused whether or not it is ready to serve.
+            await EnsureAccessAsync(context, id, context.RequestAborted);
+        }
+        catch (OpenAiException ex)
+        {
+            await WriteErrorAsync(context, ex);
+            return;
+        }
+
         var model = service.ListLanguageModels().FirstOrDefault(m => m.Name == id);
-        return model is null
+        await (model is null
             ? WriteErrorAsync(context, NotFound(id))
-            : WriteJsonAsync(context, 200, json => WriteModel(json, model, options));
+            : WriteJsonAsync(context, 200, json => WriteModel(json, model, options)));
     }
 
     private static async Task CompleteAsync(HttpContext context, bool chat)
@@ -95,11 +113,13 @@ public static partial class OpenAiApi
             var body = await ReadBodyAsync(context, options.MaxRequestBytes, aborted);
             if (EngineTarget(body, service) is { } engine)
             {
+                await EnsureAccessAsync(context, engine.Model, aborted);
                 await PassThroughAsync(context, engine.Request, engine.Model, chat, options, meter, time, aborted);
                 return;
             }
 
             request = OpenAiRequestParser.Parse(body, chat, options);
+            await EnsureAccessAsync(context, request.Model, aborted);
             result = await service.GenerateAsync(request.Model, request.Generation, time.GetUtcNow() + options.Timeout, aborted);
         }
         catch (OpenAiException ex)
@@ -534,6 +554,30 @@ public static partial class OpenAiApi
         json.WriteEndObject();
         json.WriteEndObject();
     }
+
+    /// <summary>Throws unless the caller may call <paramref name="model"/> (a name, or NAME:VERSION): 404 for a name it may not know of, 403 for another account's.</summary>
+    private static async ValueTask EnsureAccessAsync(HttpContext context, string model, CancellationToken cancellationToken)
+    {
+        var access = context.RequestServices.GetRequiredService<InferenceAccess>();
+        var caller = context.GetCaller();
+        var verdict = await access.CheckAsync(caller, model, cancellationToken);
+        var colon = model.LastIndexOf(':');
+        if (verdict == ModelAccess.Unknown && colon > 0)
+        {
+            verdict = await access.CheckAsync(caller, model[..colon], cancellationToken);
+        }
+
+        switch (verdict)
+        {
+            case ModelAccess.Unknown:
+                throw NotFound(model);
+            case ModelAccess.Forbidden:
+                throw Forbidden(caller, model);
+        }
+    }
+
+    private static OpenAiException Forbidden(Caller? caller, string model) =>
+        new(403, "permission_error", caller is null ? AccessErrors.MissingKey : AccessProblems.Message(caller, $"the model '{model}'"), "model", "permission_denied");
 
     private static OpenAiException NotFound(string? model, string? message = null) =>
         new(404, "invalid_request_error", message ?? $"The model '{model}' does not exist or is not deployed.", "model", "model_not_found");

@@ -16,6 +16,30 @@ namespace Emc.Coordinator.Persistence.Migrations
 #pragma warning disable 612, 618
             modelBuilder.HasAnnotation("ProductVersion", "10.0.15");
 
+            modelBuilder.Entity("Emc.Coordinator.Persistence.AccountRow", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("CreatedAtUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Role")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.ToTable("accounts", (string)null);
+                });
+
             modelBuilder.Entity("Emc.Coordinator.Persistence.AccountWeightRow", b =>
                 {
                     b.Property<string>("Account")
@@ -30,6 +54,43 @@ namespace Emc.Coordinator.Persistence.Migrations
                     b.HasKey("Account");
 
                     b.ToTable("account_weights", (string)null);
+                });
+
+            modelBuilder.Entity("Emc.Coordinator.Persistence.ApiKeyRow", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("AccountId")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("CreatedAtUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Hash")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("LastUsedAtUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("RevokedAtUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("AccountId");
+
+                    b.ToTable("api_keys", (string)null);
                 });
 
             modelBuilder.Entity("Emc.Coordinator.Persistence.DatasetRow", b =>
@@ -58,6 +119,13 @@ namespace Emc.Coordinator.Persistence.Migrations
                         .IsRequired()
                         .HasColumnType("TEXT");
 
+                    b.Property<string>("Owner")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasDefaultValue("operator");
+
                     b.HasKey("Name");
 
                     b.ToTable("datasets", (string)null);
@@ -76,6 +144,13 @@ namespace Emc.Coordinator.Persistence.Migrations
                         .IsRequired()
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
+
+                    b.Property<string>("Owner")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasDefaultValue("operator");
 
                     b.Property<string>("SpecJson")
                         .IsRequired()
@@ -216,6 +291,13 @@ namespace Emc.Coordinator.Persistence.Migrations
                     b.Property<string>("OnnxExportHash")
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
+
+                    b.Property<string>("Owner")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasDefaultValue("operator");
 
                     b.Property<string>("SourceJob")
                         .HasMaxLength(32)
@@ -568,6 +650,15 @@ namespace Emc.Coordinator.Persistence.Migrations
                     b.HasKey("JobId", "Round");
 
                     b.ToTable("training_rounds", (string)null);
+                });
+
+            modelBuilder.Entity("Emc.Coordinator.Persistence.ApiKeyRow", b =>
+                {
+                    b.HasOne("Emc.Coordinator.Persistence.AccountRow", null)
+                        .WithMany()
+                        .HasForeignKey("AccountId")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired();
                 });
 #pragma warning restore 612, 618
         }

@@ -6,6 +6,7 @@ using Emc.Coordinator.Inference;
 using Emc.Coordinator.Inference.Oip;
 using Emc.Core.Inference;
 using Emc.Core.Training;
+using Emc.Coordinator.Tests.Infrastructure;
 using Grpc.Net.Client;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -28,6 +29,9 @@ public sealed class OipFixture : IAsyncLifetime
 
     private string _dataDirectory = null!;
     public CoordinatorHost Host { get; private set; } = null!;
+
+    /// <summary>The operator key: <see cref="Http"/> and <see cref="Channel"/> send it.</summary>
+    public string OperatorKey { get; private set; } = "";
 
     public HttpClient Http { get; private set; } = null!;
 
@@ -63,8 +67,9 @@ public sealed class OipFixture : IAsyncLifetime
             },
             logging => logging.SetMinimumLevel(LogLevel.Warning));
         await Host.StartAsync(CancellationToken.None);
-        Http = new HttpClient { BaseAddress = Host.Endpoints.ApiUrl };
-        Channel = GrpcChannel.ForAddress(Host.Endpoints.GrpcUrl, new GrpcChannelOptions { MaxReceiveMessageSize = 64 << 20 });
+        OperatorKey = File.ReadAllText(Path.Combine(_dataDirectory, "operator.key")).Trim();
+        Http = Bearer.Client(Host.Endpoints.ApiUrl, OperatorKey);
+        Channel = GrpcChannel.ForAddress(Host.Endpoints.GrpcUrl, new GrpcChannelOptions { MaxReceiveMessageSize = 64 << 20, HttpHandler = Bearer.Handler(OperatorKey) });
         Grpc = new GRPCInferenceService.GRPCInferenceServiceClient(Channel);
     }
 
