@@ -458,6 +458,15 @@ public sealed class GeneralLedger : IDisposable
         }
     }
 
+    /// <summary>Payments still in their audit window (held), oldest first: for releasing them when it closes.</summary>
+    public IReadOnlyList<HeldPayment> GetHeldPayments()
+    {
+        lock (_stateLock)
+        {
+            return _state.HeldPayments();
+        }
+    }
+
     /// <summary>The node's unstakes not yet completed, oldest first.</summary>
     public IReadOnlyList<PendingUnstake> GetPendingUnstakes(EthAddress node)
     {

@@ -19,7 +19,11 @@ public enum PaymentStatus
 /// A payment for verified work, identified by the idempotency key of the <see cref="TransactionKind.Pay"/>
 /// that made it: <paramref name="Net"/> went to the node's held account, <paramref name="Fee"/> to the treasury.
 /// </summary>
-public sealed record HeldPayment(string Key, long Sequence, EscrowId Escrow, EthAddress Node, long Net, long Fee, PaymentStatus Status);
+public sealed record HeldPayment(string Key, long Sequence, EscrowId Escrow, EthAddress Node, long Net, long Fee, PaymentStatus Status)
+{
+    /// <summary>When the payment was made: its audit window counts from here.</summary>
+    public DateTimeOffset PaidAt { get; init; }
+}
 
 /// <summary>
 /// The outcome of a payment. When the escrow held less than <paramref name="Requested"/>, the ledger

@@ -34,6 +34,8 @@ internal sealed class LedgerState
 
     public HeldPayment? Payment(string key) => _payments.GetValueOrDefault(key);
 
+    public List<HeldPayment> HeldPayments() => [.. _payments.Values.Where(p => p.Status == PaymentStatus.Held).OrderBy(p => p.Sequence)];
+
     public IReadOnlyList<PendingUnstake> Unstakes(EthAddress node) =>
         _unstakes.TryGetValue(node, out var list) ? [.. list] : [];
 
@@ -78,7 +80,10 @@ internal sealed class LedgerState
                     node,
                     transaction.AmountFor(AccountId.Held(node)),
                     transaction.AmountFor(AccountId.Treasury),
-                    PaymentStatus.Held));
+                    PaymentStatus.Held)
+                {
+                    PaidAt = transaction.Time,
+                });
                 break;
 
             case TransactionKind.Release or TransactionKind.Void:

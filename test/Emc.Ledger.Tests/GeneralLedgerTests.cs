@@ -139,7 +139,7 @@ public sealed class GeneralLedgerTests
         Assert.Equal(25, await f.BalanceAsync("treasury"));
         Assert.Equal(8_999, await f.BalanceAsync("escrow:job:job-1"));
         Assert.Equal(0, await f.BalanceAsync(AccountId.Node(NodeA)));
-        Assert.Equal(new HeldPayment("pay-1", payment.Transaction.Sequence, Job, NodeA, 976, 25, PaymentStatus.Held), f.Ledger.GetPayment("pay-1"));
+        Assert.Equal(new HeldPayment("pay-1", payment.Transaction.Sequence, Job, NodeA, 976, 25, PaymentStatus.Held) { PaidAt = payment.Transaction.Time }, f.Ledger.GetPayment("pay-1"));
         Assert.Equal(3, payment.Transaction.References.Round);
     }
 
