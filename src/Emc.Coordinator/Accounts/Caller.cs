@@ -93,10 +93,6 @@ public static class CallerExtensions
         return Caller.FromPrincipal(context.User);
     }
 
-    /// <summary>Like <see cref="GetCaller"/>, for endpoints that only run once a key was checked.</summary>
-    public static Caller RequireCaller(this HttpContext context) =>
-        context.GetCaller() ?? throw new InvalidOperationException("The endpoint needs an authenticated account but was reached without one.");
-
     /// <summary>The node that signed the request, or null.</summary>
     public static NodeCaller? GetNodeCaller(this HttpContext context)
     {

@@ -23,9 +23,6 @@ public sealed class NodeRequestVerifier(NodeStore nodes, TimeProvider time, IOpt
     private readonly ConcurrentDictionary<string, long> _seen = new(StringComparer.Ordinal);
     private long _nextPruneUnixMs;
 
-    /// <summary>Signatures remembered to refuse replays (for tests and metrics).</summary>
-    public int RememberedSignatures => _seen.Count;
-
     /// <summary>Whether the request carries a node signature at all (then it is judged as a node's).</summary>
     public static bool IsSigned(HttpRequest request) => request.Headers.ContainsKey(NodeRequestSignature.NodeHeader);
 
