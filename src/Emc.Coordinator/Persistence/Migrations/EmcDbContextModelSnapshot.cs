@@ -16,6 +16,131 @@ namespace Emc.Coordinator.Persistence.Migrations
 #pragma warning disable 612, 618
             modelBuilder.HasAnnotation("ProductVersion", "10.0.15");
 
+            modelBuilder.Entity("Emc.Coordinator.Ledger.LedgerBalanceRow", b =>
+                {
+                    b.Property<string>("Account")
+                        .HasMaxLength(220)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("Balance")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Account");
+
+                    b.ToTable("ledger_balances", (string)null);
+                });
+
+            modelBuilder.Entity("Emc.Coordinator.Ledger.LedgerEntryRow", b =>
+                {
+                    b.Property<long>("Sequence")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Account")
+                        .HasMaxLength(220)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("Amount")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Sequence", "Account");
+
+                    b.HasIndex("Account", "Sequence");
+
+                    b.ToTable("ledger_entries", (string)null);
+                });
+
+            modelBuilder.Entity("Emc.Coordinator.Ledger.LedgerEpochRow", b =>
+                {
+                    b.Property<long>("Number")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("ClosedAtUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("LastSequence")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("LeavesJson")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Root")
+                        .IsRequired()
+                        .HasMaxLength(66)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("SettlementSequence")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Number");
+
+                    b.ToTable("ledger_epochs", (string)null);
+                });
+
+            modelBuilder.Entity("Emc.Coordinator.Ledger.LedgerTransactionRow", b =>
+                {
+                    b.Property<long>("Sequence")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("IdempotencyKey")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("JobId")
+                        .HasMaxLength(200)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Kind")
+                        .IsRequired()
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Memo")
+                        .HasMaxLength(1000)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("RequestDigest")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("RequestId")
+                        .HasMaxLength(200)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("Round")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long?>("SubjectDueAtUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long?>("SubjectEpoch")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("SubjectEscrow")
+                        .HasMaxLength(220)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("SubjectNode")
+                        .HasMaxLength(42)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("SubjectPayment")
+                        .HasMaxLength(200)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("TimeUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Sequence");
+
+                    b.HasIndex("IdempotencyKey")
+                        .IsUnique();
+
+                    b.ToTable("ledger_transactions", (string)null);
+                });
+
             modelBuilder.Entity("Emc.Coordinator.Persistence.AccountRow", b =>
                 {
                     b.Property<string>("Id")
