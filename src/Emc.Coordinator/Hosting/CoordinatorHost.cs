@@ -7,6 +7,7 @@ using Emc.Coordinator.Inference.Oip;
 using Emc.Coordinator.Inference.OpenAi;
 using Emc.Coordinator.Models;
 using Emc.Coordinator.Inference;
+using Emc.Coordinator.Ledger;
 using Emc.Coordinator.Observability;
 using Emc.Coordinator.Persistence;
 using Emc.Coordinator.Registry;
@@ -119,6 +120,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         services.AddSingleton<NodeStateWriter>();
         services.AddHostedService(sp => sp.GetRequiredService<NodeStateWriter>());
         services.AddSingleton<ReadinessState>();
+        services.AddEmcLedger();
         services.AddEmcScheduling(options.PlacementPolicy);
         services.AddEmcTraining(options.DataDirectory);
         services.AddOpenInferenceProtocol();
@@ -160,6 +162,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         app.MapOpenInferenceProtocol(endpoints.Grpc.Select(u => $"*:{u.Port}").ToArray());
         api.MapModelsApi();
         api.MapDeploymentsApi();
+        api.MapLedgerApi();
         app.MapOpenAiApi();
         app.MapGet("/healthz", () => TypedResults.Text("ok")).AllowAnonymous();
         app.MapGet("/readyz", async (ReadinessState ready, DatabaseInitializer db, CancellationToken cancellationToken) =>

@@ -104,6 +104,16 @@ public sealed class AccessTests(AccessFixture fixture)
         ["GET /api/v1/deployments/{id}"] = new(UserGets.Forbidden, f => Get($"api/v1/deployments/{f.BobDeployment}")),
         ["DELETE /api/v1/deployments/{id}"] = new(UserGets.Forbidden, f => new HttpRequestMessage(HttpMethod.Delete, $"api/v1/deployments/{f.BobDeployment}")),
 
+        ["GET /api/v1/accounts/{account}/balance"] = new(UserGets.Forbidden, _ => Get("api/v1/accounts/bob/balance")),
+        ["POST /api/v1/accounts/{account}/fund"] = new(UserGets.Forbidden, _ => Keyed(Json(HttpMethod.Post, "api/v1/accounts/alice/fund", new { amount = 1000 })), OperatorOnly: true),
+        ["GET /api/v1/ledger"] = new(UserGets.Forbidden, _ => Get("api/v1/ledger?account=user:bob")),
+        ["GET /api/v1/nodes/{address}/stake"] = new(UserGets.Served, _ => Get($"api/v1/nodes/{StakedNode}/stake")),
+        ["POST /api/v1/nodes/{address}/stake"] = new(UserGets.Forbidden, _ => Keyed(Json(HttpMethod.Post, $"api/v1/nodes/{StakedNode}/stake", new { amount = 1000, source = "deposit" }))),
+        ["POST /api/v1/nodes/{address}/unstake"] = new(UserGets.Forbidden, _ => Keyed(Json(HttpMethod.Post, $"api/v1/nodes/{StakedNode}/unstake", new { amount = 1 }))),
+        ["POST /api/v1/settlement/epochs"] = new(UserGets.Forbidden, _ => new HttpRequestMessage(HttpMethod.Post, "api/v1/settlement/epochs"), OperatorOnly: true),
+        ["GET /api/v1/settlement/epochs/{number}"] = new(UserGets.Served, _ => Get("api/v1/settlement/epochs/latest")),
+        ["GET /api/v1/settlement/proofs/{address}"] = new(UserGets.Served, _ => Get($"api/v1/settlement/proofs/{StakedNode}")),
+
         ["GET /v2/"] = new(UserGets.Served, _ => Get("v2")),
         ["GET /v2/health/live"] = new(UserGets.Served, _ => Get("v2/health/live"), Open: true),
         ["GET /v2/health/ready"] = new(UserGets.Served, _ => Get("v2/health/ready"), Open: true),
@@ -329,6 +339,15 @@ public sealed class AccessTests(AccessFixture fixture)
     }
 
     private static HttpRequestMessage Get(string path) => new(HttpMethod.Get, path);
+
+    /// <summary>A node address for the stake probes (no node needs to be connected for its stake).</summary>
+    private const string StakedNode = "0x00000000000000000000000000000000000000cd";
+
+    private static HttpRequestMessage Keyed(HttpRequestMessage request)
+    {
+        request.Headers.Add("Idempotency-Key", "access-probe");
+        return request;
+    }
 
     private static HttpRequestMessage Json(HttpMethod method, string path, object body) =>
         new(method, path) { Content = JsonContent.Create(body, body.GetType(), options: EmcJson.Options) };
