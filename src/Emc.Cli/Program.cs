@@ -23,6 +23,11 @@ var root = new RootCommand(
     ChatCommand.Create(),
     BenchCommand.Create(),
     AccountCommand.Create(),
+    LedgerCommands.Ledger(),
+    LedgerCommands.Stake(),
+    LedgerCommands.Unstake(),
+    LedgerCommands.Settle(),
+    LedgerCommands.ClaimProof(),
 };
 root.Options.Add(CommonOptions.ApiKey);
 

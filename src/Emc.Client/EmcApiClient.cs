@@ -101,7 +101,7 @@ public sealed partial class EmcApiClient(HttpClient http)
         return parts.Count == 0 ? "" : "?" + string.Join("&", parts);
     }
 
-    private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
+    private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken cancellationToken, string? idempotencyKey = null)
     {
         HttpResponseMessage response;
         try
@@ -110,6 +110,11 @@ public sealed partial class EmcApiClient(HttpClient http)
             if (body is not null)
             {
                 request.Content = JsonContent.Create(body, body.GetType(), options: EmcJson.Options);
+            }
+
+            if (idempotencyKey is not null)
+            {
+                request.Headers.Add("Idempotency-Key", idempotencyKey);
             }
 
             response = await http.SendAsync(request, cancellationToken);

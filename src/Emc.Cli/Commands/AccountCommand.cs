@@ -14,11 +14,13 @@ internal static class AccountCommand
 {
     private static readonly string[] KeyHeader = ["ID", "NAME", "CREATED", "LAST USED", "REVOKED"];
 
-    public static Command Create() => new("account", "Accounts and API keys: create a user (operator), show yours, list, create and revoke keys.")
+    public static Command Create() => new("account", "Accounts, API keys and balances: create a user (operator), show yours, list, create and revoke keys, fund (operator) and show balances.")
     {
         CreateAccount(),
         Show(),
         Keys(),
+        LedgerCommands.Fund(),
+        LedgerCommands.Balance(),
     };
 
     private static Command CreateAccount()
