@@ -438,6 +438,11 @@ public sealed class ReplicaRouter<TRequest, TResponse>
         catch (ReplicaUnavailableException failure) when (!cancellationToken.IsCancellationRequested)
         {
             best.MarkUnhealthy(Now() + _options.UnhealthyCooldown.Ticks);
+            if (failure.Malformed && best.CountMalformed(_options.EvictAfterMalformedReplies))
+            {
+                ReplicaMisbehaving?.Invoke(best.Id, best.NodeId, failure.Message);
+            }
+
             return new RouteResult<TResponse>(RouteOutcome.Unavailable, default, failure, best.Id, 1, best.NodeId);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)

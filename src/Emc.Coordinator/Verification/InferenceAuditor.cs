@@ -330,9 +330,10 @@ public sealed partial class InferenceAuditor : BackgroundService
     private async Task<(string Node, string Replica, InferResponse? Answer)?> RunElsewhereAsync(Check check, string[] excluded, CancellationToken token)
     {
         var call = new RoutedCall(check.Request, check.Target.Metadata, check.Deadline);
+        var avoid = new List<string>(excluded);
         while (!token.IsCancellationRequested)
         {
-            var result = await check.Target.Router.SendElsewhereAsync(call, excluded, token);
+            var result = await check.Target.Router.SendElsewhereAsync(call, avoid, token);
             switch (result.Outcome)
             {
                 case RouteOutcome.Success:
@@ -342,8 +343,12 @@ public sealed partial class InferenceAuditor : BackgroundService
                     return (result.NodeId!, result.ReplicaId!, null);
                 case RouteOutcome.NoReplicas:
                     return null;
+                case RouteOutcome.Unavailable:
+                    // That node could not answer (gone, broken, malformed): not a verdict; try another one.
+                    avoid.Add(result.NodeId!);
+                    break;
                 default:
-                    // Busy or briefly unreachable: wait for spare capacity rather than take it from callers.
+                    // Busy: wait for spare capacity rather than take it from callers.
                     try
                     {
                         await Task.Delay(_options.BusyRetry, _time, token);

@@ -9,6 +9,7 @@ using Emc.Contracts.Node.V1;
 using Emc.Coordinator.Inference;
 using Emc.Coordinator.Inference.Oip;
 using Emc.Coordinator.Tests.Infrastructure;
+using Emc.Coordinator.Verification;
 using Emc.Core;
 using Emc.Core.Identity;
 using Emc.Core.Inference;
@@ -21,6 +22,12 @@ namespace Emc.Coordinator.Tests.Inference;
 /// <summary>Requests that cannot be served — malformed, unfit for the node's model, too large — get clear errors and leave the deployment serving.</summary>
 public sealed class ServingRobustnessTests
 {
+    /// <summary>
+    /// These tests count the calls that reach a misbehaving node; the auditor's background checks would
+    /// reach it too (and are tested in Verification/InferenceAuditTests), so they are off here.
+    /// </summary>
+    private static void NoAudits(IServiceCollection services) => services.AddSingleton(new InferenceAuditOptions { Enabled = false });
+
     private const int Features = 6;
     private const long MaxRequestBytes = 256 * 1024;
 
@@ -178,7 +185,7 @@ public sealed class ServingRobustnessTests
     [Fact]
     public async Task Deployment_ReplicaAnsweringMalformedRepliesInARow_IsEvictedAndPlacedOnAnotherNode()
     {
-        await using var coordinator = await TestCoordinator.StartAsync();
+        await using var coordinator = await TestCoordinator.StartAsync(services: NoAudits);
         await ServingNetworkTests.RegisterOnnxModelAsync(coordinator, "tiny");
         using var key = NodeKey.Create();
         await using var rogue = await RogueNode.StartAsync(coordinator, key);
@@ -228,7 +235,7 @@ public sealed class ServingRobustnessTests
     [Fact]
     public async Task Deployment_ReplicaNodeGoesSilent_CallsWaitingOnItAreRetriedOnAnotherWhenItIsDeclaredLost()
     {
-        await using var coordinator = await TestCoordinator.StartAsync();
+        await using var coordinator = await TestCoordinator.StartAsync(services: NoAudits);
         await ServingNetworkTests.RegisterOnnxModelAsync(coordinator, "tiny");
         using var key = NodeKey.Create();
         await using var rogue = await RogueNode.StartAsync(coordinator, key);

@@ -99,7 +99,7 @@ public sealed class InferenceAuditTests
         Assert.True(trust.Reputation(liar) < trust.Reputation(honest));
 
         // The liar's replica leaves the router; the honest one keeps serving.
-        await WaitForAsync(() => router.GetReplicaLoads().All(l => l.NodeId != liar), TimeSpan.FromSeconds(15), "the liar's replica evicted");
+        await WaitForAsync(() => router.GetReplicaLoads().All(l => l.NodeId != liar), TimeSpan.FromSeconds(60), "the liar's replica evicted");
         await SendAsync(coordinator, "lied-to", 5, seed: 99);
         var view = (await coordinator.Http.GetFromJsonAsync<DeploymentView>("api/v1/deployments/lied-to-v1", EmcJson.Options))!;
         Assert.True(view.Audit.Faults >= 1);
@@ -133,7 +133,7 @@ public sealed class InferenceAuditTests
         Assert.DoesNotContain(InferenceAuditor.Coordinator, found.Witnesses);
         Assert.Equal(2, found.Witnesses.Count);
         Assert.DoesNotContain(liar, found.Witnesses);
-        await WaitForAsync(() => router.GetReplicaLoads().All(l => l.NodeId != liar), TimeSpan.FromSeconds(15), "the liar's replica evicted");
+        await WaitForAsync(() => router.GetReplicaLoads().All(l => l.NodeId != liar), TimeSpan.FromSeconds(60), "the liar's replica evicted");
     }
 
     private static async Task<ReplicaRouter<RoutedCall, InferResponse>> DeployAsync(TestCoordinator coordinator, string model, int replicas)
