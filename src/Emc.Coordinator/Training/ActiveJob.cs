@@ -36,6 +36,15 @@ internal sealed class ActiveJob
 
     public RoundState? Round { get; set; }
 
+    /// <summary>Training FLOPs per sample of the job's model, for pricing its rounds; computed at the first payment.</summary>
+    public long? FlopsPerSample { get; set; }
+
+    /// <summary>The benchmark class of each node planned into the job's rounds, for pricing (PriceTable.BenchmarkClass).</summary>
+    public Dictionary<string, string> NodeClasses { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>What the last paid round cost: a round is planned only while the escrow still holds that much.</summary>
+    public long LastRoundCharge { get; set; }
+
     public DateTimeOffset NextPlanAt { get; set; }
 
     /// <summary>The total the job trains for, in examples.</summary>

@@ -130,6 +130,7 @@ internal static class TrainingApi
                 status,
                 status switch
                 {
+                    402 => "Budget not covered",
                     403 => "Forbidden",
                     409 => "Name in use",
                     _ => "Invalid training job",

@@ -3,12 +3,16 @@ using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
 using Emc.Coordinator.Blobs;
+using Emc.Coordinator.Ledger;
 using Emc.Coordinator.Persistence;
 using Emc.Coordinator.Scheduling;
 using Emc.Core;
+using Emc.Core.Hardware;
 using Emc.Core.Identity;
+using Emc.Core.Pricing;
 using Emc.Core.Scheduling;
 using Emc.Core.Training;
+using Emc.Ledger;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -27,6 +31,7 @@ public sealed partial class TrainingService : BackgroundService
 {
     private readonly TrainingStore _store;
     private readonly BlobStore _blobs;
+    private readonly LedgerService _ledger;
     private readonly SchedulerService _scheduler;
     private readonly TimeProvider _time;
     private readonly TrainingOptions _options;
@@ -37,8 +42,9 @@ public sealed partial class TrainingService : BackgroundService
     // Scheduler job id → training job id; read on the scheduler's thread to filter its changes.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _roundJobs = new(StringComparer.Ordinal);
 
-    public TrainingService(TrainingStore store, BlobStore blobs, SchedulerService scheduler, TimeProvider time, TrainingOptions options, ILogger<TrainingService> logger)
+    public TrainingService(TrainingStore store, BlobStore blobs, SchedulerService scheduler, LedgerService ledger, TimeProvider time, TrainingOptions options, ILogger<TrainingService> logger)
     {
+        _ledger = ledger;
         _store = store;
         _blobs = blobs;
         _scheduler = scheduler;
@@ -166,6 +172,8 @@ public sealed partial class TrainingService : BackgroundService
 
     private async Task RestoreAsync(CancellationToken cancellationToken)
     {
+        await _ledger.Opened.WaitAsync(cancellationToken);
+        await RefundEndedJobsAsync(cancellationToken);
         foreach (var row in await _store.ListUnfinishedJobsAsync(cancellationToken))
         {
             try
@@ -190,6 +198,12 @@ public sealed partial class TrainingService : BackgroundService
 
                 _jobs[row.Id] = job;
                 Log.JobResumed(_logger, row.Id, row.Round);
+                if (job.Spec.Budget is not null && await _store.LastRoundAsync(row.Id, cancellationToken) is { } last)
+                {
+                    // The last checkpointed round may have closed just before the coordinator stopped, before
+                    // its members were paid: paying it again changes nothing if they were.
+                    await PayRoundAsync(job, TrainingJson.ReadRound(last.SummaryJson), cancellationToken);
+                }
             }
             catch (Exception ex) when (ex is JsonException or InvalidDataException)
             {
@@ -231,7 +245,7 @@ public sealed partial class TrainingService : BackgroundService
             return;
         }
 
-        await PlanRoundAsync(job, final: job.TrainingDone, cancellationToken);
+        await PlanRoundAsync(job, final: job.TrainingDone || await BudgetSpentAsync(job, cancellationToken), cancellationToken);
     }
 
     private async Task PlanRoundAsync(ActiveJob job, bool final, CancellationToken cancellationToken)
@@ -240,9 +254,31 @@ public sealed partial class TrainingService : BackgroundService
         var demand = new ResourceDemand { Device = spec.Device, DeviceMemoryBytes = spec.DeviceMemoryBytes };
         var fitting = await _scheduler.FittingNodesAsync(demand, cancellationToken);
         var now = _time.GetUtcNow();
+        var staked = "";
+        if (spec.Budget is not null)
+        {
+            // Paid work goes only to nodes with the minimum stake: a proven fault must have something to slash.
+            var eligible = new List<FittingNode>(fitting.Count);
+            foreach (var node in fitting)
+            {
+                if (EthAddress.TryParse(node.NodeId, out var address) && (await _ledger.StakeOfAsync(address.Value, cancellationToken)).Eligible)
+                {
+                    eligible.Add(node);
+                }
+            }
+
+            staked = eligible.Count < fitting.Count ? $", {fitting.Count - eligible.Count} without the stake paid work needs" : "";
+            fitting = eligible;
+        }
+
+        foreach (var node in fitting)
+        {
+            job.NodeClasses[node.NodeId.ToLowerInvariant()] = PriceTable.BenchmarkClass(spec.Device == DeviceKind.Cuda ? "cuda" : "cpu", node.Gflops);
+        }
+
         if (fitting.Count < spec.Nodes.Min)
         {
-            var reason = $"waiting for {spec.Nodes.Min} fitting node{(spec.Nodes.Min == 1 ? "" : "s")} ({demand}); {fitting.Count} connected";
+            var reason = $"waiting for {spec.Nodes.Min} fitting node{(spec.Nodes.Min == 1 ? "" : "s")} ({demand}); {fitting.Count} connected{staked}";
             if (job.Row.Reason != reason || job.Row.State != EmcJson.EnumText(TrainingJobState.Waiting))
             {
                 job.Row.State = EmcJson.EnumText(TrainingJobState.Waiting);
@@ -652,6 +688,7 @@ public sealed partial class TrainingService : BackgroundService
         job.Progress.EmptyRounds = 0;
         job.NextPlanAt = now;
         await SaveAsync(job, new TrainingRoundRow { JobId = job.Row.Id, Round = round.Number, SummaryJson = TrainingJson.Write(summary), CreatedAtUnixMs = now.ToUnixTimeMilliseconds() }, cancellationToken);
+        await PayRoundAsync(job, summary, cancellationToken);
         await DeleteUnreferencedAsync([previousWeights, previousMomentum], cancellationToken);
         Log.RoundClosed(_logger, job.Row.Id, round.Number, candidates.Count, round.Work.Members.Count, summary.Samples, summary.TrainLoss ?? double.NaN, summary.EvalAccuracy ?? double.NaN);
     }
@@ -761,6 +798,9 @@ public sealed partial class TrainingService : BackgroundService
             SamplesPerSecond = seconds > 0 ? samples / seconds : 0,
             BytesReceived = accepted.Sum(o => o.Manifest!.UpdateBytes),
             LeftOut = leftOut,
+            AcceptedSamples = accepted.Where(o => o.Manifest!.Samples > 0).ToDictionary(o => o.Manifest!.Node.ToLowerInvariant(), o => o.Manifest!.Samples, StringComparer.Ordinal),
+            AcceptedClasses = accepted.Where(o => o.Manifest!.Samples > 0 && job.NodeClasses.ContainsKey(o.Manifest!.Node.ToLowerInvariant()))
+                .ToDictionary(o => o.Manifest!.Node.ToLowerInvariant(), o => job.NodeClasses[o.Manifest!.Node.ToLowerInvariant()], StringComparer.Ordinal),
             At = now,
         };
     }
@@ -910,7 +950,107 @@ public sealed partial class TrainingService : BackgroundService
         }
 
         _jobs.Remove(job.Row.Id);
+        await RefundAsync(job.Row.Id, job.Spec, cancellationToken);
         Log.JobCompleted(_logger, job.Row.Id, name, version.Value, final.EvalAccuracy ?? double.NaN, final.EvalLoss ?? double.NaN);
+    }
+
+    /// <summary>
+    /// Pays each member whose update went into the round, from the job's escrow into the audit window
+    /// (<c>held:node</c>): samples × the model's training FLOPs, at the price of the node's benchmark class,
+    /// less the protocol fee. The keys name the job, round and node, so paying a round again (after a
+    /// restart) changes nothing. A job without a budget pays nothing.
+    /// </summary>
+    private async Task PayRoundAsync(ActiveJob job, RoundSummary summary, CancellationToken cancellationToken)
+    {
+        if (job.Spec.Budget is null || summary.AcceptedSamples.Count == 0)
+        {
+            return;
+        }
+
+        var prices = _ledger.Prices;
+        var flops = job.FlopsPerSample ??= FlopsPerSample(job);
+        var escrow = EscrowId.Job(job.Row.Id);
+        long charged = 0;
+        foreach (var (node, samples) in summary.AcceptedSamples.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            var charge = prices.TrainingCharge(samples, flops, summary.AcceptedClasses.GetValueOrDefault(node));
+            if (charge <= 0 || !EthAddress.TryParse(node, out var address))
+            {
+                continue;
+            }
+
+            try
+            {
+                var payment = await _ledger.Ledger.PayAsync(
+                    $"pay:{job.Row.Id}:r{summary.Round.ToString(CultureInfo.InvariantCulture)}:{node}",
+                    escrow,
+                    address.Value,
+                    charge,
+                    prices.FeeBasisPoints,
+                    new TransactionReferences { JobId = job.Row.Id, Round = summary.Round },
+                    cancellationToken);
+                charged += payment.Gross;
+            }
+            catch (InsufficientBalanceException)
+            {
+                // The escrow is empty: the rest of this round is unpaid, and the job ends with its final evaluation.
+                break;
+            }
+            catch (IdempotencyConflictException ex)
+            {
+                Log.PaymentConflict(_logger, job.Row.Id, summary.Round, node, ex.Message);
+            }
+        }
+
+        job.LastRoundCharge = Math.Max(job.LastRoundCharge, charged);
+    }
+
+    /// <summary>Refunds the escrow of every job that ended (a coordinator may have stopped between the end and the refund).</summary>
+    private async Task RefundEndedJobsAsync(CancellationToken cancellationToken)
+    {
+        foreach (var (account, balance) in await _ledger.Ledger.GetBalancesAsync(cancellationToken))
+        {
+            if (account.Escrow is { Kind: EscrowKind.Job } escrow && balance > 0
+                && await _store.GetJobAsync(escrow.Id, cancellationToken) is { FinishedAtUnixMs: not null } row)
+            {
+                await RefundAsync(row.Id, TrainingJson.ReadSpec(row.SpecJson), cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>Whether the job's escrow can no longer pay for a round like the last one.</summary>
+    private async Task<bool> BudgetSpentAsync(ActiveJob job, CancellationToken cancellationToken)
+    {
+        if (job.Spec.Budget is null || job.TrainingDone)
+        {
+            return false;
+        }
+
+        var left = await _ledger.Ledger.GetBalanceAsync(AccountId.ForEscrow(EscrowId.Job(job.Row.Id)), cancellationToken);
+        return left <= 0 || left < job.LastRoundCharge;
+    }
+
+    private async Task RefundAsync(string jobId, TrainingJobSpec spec, CancellationToken cancellationToken)
+    {
+        if (spec.Budget is not null)
+        {
+            await _ledger.Ledger.RefundAsync($"refund:{jobId}", EscrowId.Job(jobId), new TransactionReferences { JobId = jobId }, cancellationToken);
+        }
+    }
+
+    /// <summary>The training FLOPs per sample of the job's model (forward and backward), as the zoo computes them.</summary>
+    private static long FlopsPerSample(ActiveJob job)
+    {
+        var split = job.Manifest.Splits["train"];
+        if (job.Spec.Model.Script is null)
+        {
+            using var model = Compute.Training.TrainableModel.Create(job.Spec.Model, split.SampleShape, split.Classes, job.IsText, "cpu", job.Spec.Seed);
+            return model.FlopsPerSample;
+        }
+
+        // A TorchScript module's graph is not measured here: 6 FLOPs per parameter per sample, the usual
+        // estimate of a forward and backward pass of dense layers.
+        return 6 * Math.Max(1, job.Row.VectorLength);
     }
 
     private async Task FinishAsync(ActiveJob job, TrainingJobState state, string reason, CancellationToken cancellationToken)
@@ -922,6 +1062,7 @@ public sealed partial class TrainingService : BackgroundService
         job.Row.FinishedAtUnixMs = now.ToUnixTimeMilliseconds();
         await SaveAsync(job, null, cancellationToken);
         _jobs.Remove(job.Row.Id);
+        await RefundAsync(job.Row.Id, job.Spec, cancellationToken);
         Log.JobFinished(_logger, job.Row.Id, EmcJson.EnumText(state), reason);
     }
 
@@ -949,6 +1090,9 @@ public sealed partial class TrainingService : BackgroundService
 
     private static partial class Log
     {
+        [LoggerMessage(EventId = 408, Level = LogLevel.Error, Message = "Training job {JobId}: round {Round}'s payment to {Node} conflicts with an earlier one: {Problem}")]
+        public static partial void PaymentConflict(ILogger logger, string jobId, long round, string node, string problem);
+
         [LoggerMessage(EventId = 400, Level = LogLevel.Information, Message = "Training {JobId} round {Round} planned on {Nodes} nodes, {Samples} samples ({SchedulerJob})")]
         public static partial void RoundPlanned(ILogger logger, string jobId, long round, int nodes, long samples, string schedulerJob);
 

@@ -1,15 +1,17 @@
 using System.Globalization;
 using Emc.Coordinator.Accounts;
 using Emc.Coordinator.Blobs;
+using Emc.Coordinator.Ledger;
 using Emc.Coordinator.Persistence;
 using Emc.Core;
 using Emc.Core.Data;
 using Emc.Core.Training;
+using Emc.Ledger;
 
 namespace Emc.Coordinator.Training;
 
 /// <summary>Checks a submitted training job against its dataset and starts it; the front door of <see cref="TrainingService"/>.</summary>
-public sealed class TrainingSubmission(TrainingStore store, BlobStore blobs, TrainingService service, TimeProvider time)
+public sealed class TrainingSubmission(TrainingStore store, BlobStore blobs, TrainingService service, LedgerService ledger, TimeProvider time)
 {
     /// <summary>Default fraction of the training split held out when the dataset has no test split.</summary>
     public const double DefaultHoldout = 0.1;
@@ -103,11 +105,30 @@ public sealed class TrainingSubmission(TrainingStore store, BlobStore blobs, Tra
             return (null, errors, false, 400);
         }
 
+        if (spec.Budget is null && spec.Account != AccountIds.Operator)
+        {
+            return (null, [$"a training job needs a budget (\"budget\": ledger units; 1 EMC = 1000000), reserved from account '{spec.Account}' when it is submitted; see `emc account balance`"], false, 402);
+        }
+
         var number = await store.NextJobNumberAsync(cancellationToken);
+        var id = "train-" + number.ToString(CultureInfo.InvariantCulture);
+        if (spec.Budget is { } budget)
+        {
+            // The budget is reserved before anything of the job exists: a refusal leaves nothing behind.
+            try
+            {
+                await ledger.Ledger.OpenEscrowAsync($"escrow:{id}", spec.Account, EscrowId.Job(id), budget, new TransactionReferences { JobId = id }, cancellationToken);
+            }
+            catch (InsufficientBalanceException ex)
+            {
+                return (null, [$"the budget of {budget} units is not covered: {ex.Message}; fund the account (the operator: emc account fund) or lower the budget"], false, 402);
+            }
+        }
+
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
         var row = new TrainingJobRow
         {
-            Id = "train-" + number.ToString(CultureInfo.InvariantCulture),
+            Id = id,
             Number = number,
             Name = spec.Name,
             Account = spec.Account,
@@ -118,7 +139,20 @@ public sealed class TrainingSubmission(TrainingStore store, BlobStore blobs, Tra
             CreatedAtUnixMs = now,
             UpdatedAtUnixMs = now,
         };
-        await service.StartAsync(row, r => Activate(r, dataset), cancellationToken);
+        try
+        {
+            await service.StartAsync(row, r => Activate(r, dataset), cancellationToken);
+        }
+        catch
+        {
+            if (spec.Budget is not null)
+            {
+                await ledger.Ledger.RefundAsync($"refund:{id}", EscrowId.Job(id), new TransactionReferences { JobId = id, Memo = "the job could not start" }, CancellationToken.None);
+            }
+
+            throw;
+        }
+
         return (await ViewAsync(row, cancellationToken), [], false, 201);
     }
 

@@ -157,6 +157,11 @@ public static class TrainingDefaults
             errors.Add($"output must be a model name: {ModelNames.Rule}");
         }
 
+        if (spec.Budget is < 1)
+        {
+            errors.Add("budget must be a whole number of ledger units above 0 (1 EMC = 1000000)");
+        }
+
         if (spec.IdempotencyKey is not null && !JobSpecValidator.IsIdentifier(spec.IdempotencyKey, 128))
         {
             errors.Add("idempotencyKey must be 1 to 128 characters of letters, digits, '.', '_', '-' or ':'");

@@ -90,6 +90,14 @@ public sealed record TrainingJobSpec
 
     /// <summary>A key the client chooses so that retrying a submission does not start a second job.</summary>
     public string? IdempotencyKey { get; init; }
+
+    /// <summary>
+    /// Ledger units the job may spend (1 EMC = 1,000,000), reserved in escrow when it is submitted: nodes
+    /// are paid from it for verified rounds, the job ends (with a final evaluation) when it cannot pay for
+    /// another round, and what is left goes back when it ends. A user's job needs one; the operator's
+    /// may leave it out (unpaid work of the network's own).
+    /// </summary>
+    public long? Budget { get; init; }
 }
 
 /// <summary>How many nodes a round uses.</summary>

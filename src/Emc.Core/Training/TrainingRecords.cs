@@ -50,6 +50,12 @@ public sealed record RoundSummary
     /// <summary>Why members were left out, by node id.</summary>
     public IReadOnlyDictionary<string, string> LeftOut { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>The samples of each member whose update went into the aggregate: what the round pays for.</summary>
+    public IReadOnlyDictionary<string, long> AcceptedSamples { get; init; } = new Dictionary<string, long>();
+
+    /// <summary>The benchmark class each accepted member was priced at (PriceTable.BenchmarkClass).</summary>
+    public IReadOnlyDictionary<string, string> AcceptedClasses { get; init; } = new Dictionary<string, string>();
+
     public DateTimeOffset At { get; init; }
 }
 

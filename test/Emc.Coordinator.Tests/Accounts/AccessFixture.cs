@@ -82,6 +82,7 @@ public sealed class AccessFixture : IAsyncLifetime
         BatchSize = 16,
         Rounds = 2,
         Output = output,
+        Budget = 1_000_000,
     };
 
     /// <summary>

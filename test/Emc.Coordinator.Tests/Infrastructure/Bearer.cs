@@ -32,4 +32,8 @@ public static class Bearer
 }
 
 /// <summary>A user account made for a test, and clients that carry its key.</summary>
-public sealed record TestUser(string Id, string Key, string KeyId, EmcApiClient Api, HttpClient Http);
+public sealed record TestUser(string Id, string Key, string KeyId, EmcApiClient Api, HttpClient Http)
+{
+    /// <summary>What a test user is funded with when made: 100 EMC, enough for the budgets tests give.</summary>
+    public const long Funds = 100_000_000;
+}

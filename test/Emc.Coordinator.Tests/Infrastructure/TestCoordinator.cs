@@ -45,9 +45,14 @@ public sealed class TestCoordinator : IAsyncDisposable
     public GrpcChannel Channel { get; }
 
     /// <summary>Makes a user account through the API; its clients carry its first key.</summary>
-    public async Task<TestUser> CreateUserAsync(string name)
+    public async Task<TestUser> CreateUserAsync(string name, long funds = TestUser.Funds)
     {
         var created = await Api.CreateAccountAsync(name, CancellationToken.None);
+        if (funds > 0)
+        {
+            await Api.FundAsync(created.Account.Id, funds, $"test-funds-{created.Account.Id}", CancellationToken.None);
+        }
+
         return new TestUser(created.Account.Id, created.Key.Key, created.Key.Id, EmcApiClient.Create(Host.Endpoints.ApiUrl, apiKey: created.Key.Key), Bearer.Client(Host.Endpoints.ApiUrl, created.Key.Key));
     }
 

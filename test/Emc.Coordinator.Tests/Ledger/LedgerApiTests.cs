@@ -22,7 +22,7 @@ public sealed class LedgerApiTests
     public async Task Fund_IsIdempotentPerKey_AndRefusesBadRequests()
     {
         await using var coordinator = await TestCoordinator.StartAsync();
-        var carol = await coordinator.CreateUserAsync("carol");
+        var carol = await coordinator.CreateUserAsync("carol", funds: 0);
 
         Assert.Equal(HttpStatusCode.OK, (await FundAsync(coordinator.Http, "carol", 5_000_000, "fund-1")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await FundAsync(coordinator.Http, "carol", 5_000_000, "fund-1")).StatusCode);
@@ -78,7 +78,7 @@ public sealed class LedgerApiTests
     public async Task Settlement_ProofsVerifyWithAnIndependentKeccak_AndClosedEpochsNeverChange()
     {
         await using var coordinator = await TestCoordinator.StartAsync();
-        await coordinator.CreateUserAsync("dave");
+        await coordinator.CreateUserAsync("dave", funds: 0);
         var ledger = await coordinator.Host.Services.GetRequiredService<LedgerService>().Opened;
         var none = CancellationToken.None;
         var job = EscrowId.Job("job-1");
