@@ -22,6 +22,8 @@ public static class DeploymentServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<InferenceAuditor>());
         services.AddSingleton<LocalReferee>();
         services.AddHostedService<ReputationSync>();
+        services.AddSingleton<SlashingService>();
+        services.AddHostedService(sp => sp.GetRequiredService<SlashingService>());
         services.AddSingleton<NodeCallHub>();
         services.AddSingleton<DeploymentService>();
         services.AddSingleton<IInferenceBackend>(sp => sp.GetRequiredService<DeploymentService>());

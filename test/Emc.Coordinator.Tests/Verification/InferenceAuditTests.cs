@@ -1,11 +1,14 @@
 using System.Net.Http.Json;
 using Emc.Coordinator.Inference;
+using Emc.Coordinator.Ledger;
 using Emc.Coordinator.Tests.Infrastructure;
 using Emc.Coordinator.Tests.Inference;
 using Emc.Coordinator.Verification;
 using Emc.Core;
+using Emc.Core.Identity;
 using Emc.Core.Inference;
 using Emc.Core.Verification;
+using Emc.Ledger;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Emc.Coordinator.Tests.Verification;
@@ -59,8 +62,13 @@ public sealed class InferenceAuditTests
         await nodes.StartAsync(1, fault: new FaultSimulation(FaultMode.WrongOutput, 0.5));
         var liar = nodes.Agents[1].NodeId!.Value.ToString();
         var honest = nodes.Agents[0].NodeId!.Value.ToString();
+        var ledger = coordinator.Host.Services.GetRequiredService<LedgerService>();
+        foreach (var node in new[] { liar, honest })
+        {
+            await coordinator.Api.StakeAsync(node, 10_000_000, "deposit", $"stake-{node}", CancellationToken.None);
+        }
+
         var router = await DeployAsync(coordinator, "lied-to", replicas: 2);
-        var service = coordinator.Host.Services.GetRequiredService<DeploymentService>();
         var auditor = coordinator.Host.Services.GetRequiredService<InferenceAuditor>();
         var findings = new List<AuditFinding>();
         auditor.FaultProven += finding =>
@@ -104,6 +112,12 @@ public sealed class InferenceAuditTests
         var view = (await coordinator.Http.GetFromJsonAsync<DeploymentView>("api/v1/deployments/lied-to-v1", EmcJson.Options))!;
         Assert.True(view.Audit.Faults >= 1);
         Assert.Equal(0, view.Audit.Disputes);
+
+        // The proven fault cost the liar a fifth of its stake; the honest node kept all of its own.
+        await WaitForAsync(() => ledger.Ledger.GetBalanceAsync(AccountId.Slashed, CancellationToken.None).Result > 0, TimeSpan.FromSeconds(15), "the slash");
+        var slashed = await ledger.Ledger.GetBalanceAsync(AccountId.Slashed, CancellationToken.None);
+        Assert.Equal(10_000_000 - slashed, await ledger.Ledger.GetBalanceAsync(AccountId.Stake(EthAddress.Parse(liar)), CancellationToken.None));
+        Assert.Equal(10_000_000, await ledger.Ledger.GetBalanceAsync(AccountId.Stake(EthAddress.Parse(honest)), CancellationToken.None));
     }
 
     [Fact]
