@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Emc.Core;
+using Emc.Core.Accounts;
 using Emc.Core.Training;
 using Emc.IntegrationTests.Infrastructure;
 
@@ -120,11 +121,20 @@ public sealed class TrainingTests
     }
 
     [Fact]
-    public async Task CoordinatorKilledMidJob_RestartsAndResumesFromItsLastCheckpointedRound()
+    public async Task CoordinatorKilledMidJob_RestartsAndResumesFromItsLastCheckpointedRound_AndNoPaymentIsLostOrDoubled()
     {
         await using var network = await EmcNetwork.StartAsync(2, "--training-threads", "1");
         await UploadAsync(network);
-        var id = await SubmitAsync(network, "--model", "mlp", "--dataset", "fashion-mnist", "--nodes", "2", "--inner-steps", "20", "--rounds", "12", "--eval-every", "1000", "--name", "resume");
+
+        // A paid job: the operator funds its own account and deposits the nodes' stakes through the CLI.
+        const long Funds = 500_000_000;
+        await CliAsync(network, "account", "fund", "operator", "500");
+        foreach (var node in await network.Api.GetNodesAsync(null, CancellationToken.None))
+        {
+            await CliAsync(network, "stake", node.Id, "10", "--deposit");
+        }
+
+        var id = await SubmitAsync(network, "--model", "mlp", "--dataset", "fashion-mnist", "--nodes", "2", "--inner-steps", "20", "--rounds", "12", "--eval-every", "1000", "--name", "resume", "--budget", "400");
         var before = await WaitAsync(network, id, j => j.Round >= 3, TimeSpan.FromMinutes(3));
         Assert.Equal(TrainingJobState.Running, before.State);
 
@@ -141,5 +151,37 @@ public sealed class TrainingTests
         var rounds = await network.Api.GetTrainingRoundsAsync(id, 0, CancellationToken.None);
         Assert.Equal(Enumerable.Range(1, 12).Select(r => (long)r), rounds.Select(r => r.Round));
         Assert.True(done.Final!.EvalAccuracy > 0.7, $"accuracy {done.Final.EvalAccuracy}");
+
+        // The books after the kill: every accepted member of every round paid exactly once, the escrow empty
+        // (spent or refunded), and the operator's balance the funding less exactly what the rounds cost.
+        var journal = new List<LedgerTransactionView>();
+        while (true)
+        {
+            var page = await network.Api.GetLedgerAsync(null, journal.Count == 0 ? 0 : journal[^1].Sequence, 1000, CancellationToken.None);
+            if (page.Count == 0)
+            {
+                break;
+            }
+
+            journal.AddRange(page);
+        }
+
+        var payments = journal.Where(t => t.Kind == "Pay" && t.JobId == id).ToList();
+        var accepted = rounds.Sum(r => r.Accepted);
+        Assert.Equal(accepted, payments.Count);
+        Assert.Equal(payments.Count, payments.Select(p => (p.Round, p.Entries.Single(e => e.Account.StartsWith("held:", StringComparison.Ordinal)).Account)).Distinct().Count());
+        Assert.Equal(payments.Count, payments.Select(p => p.Key).Distinct().Count());
+        var balances = journal.SelectMany(t => t.Entries).GroupBy(e => e.Account).ToDictionary(g => g.Key, g => g.Sum(e => e.Amount));
+        Assert.Equal(0, balances.Values.Sum());
+        Assert.Equal(0, balances.GetValueOrDefault($"escrow:job:{id}"));
+        var gross = payments.Sum(p => -p.Entries.Single(e => e.Account == $"escrow:job:{id}").Amount);
+        Assert.Equal(Funds - gross, balances["user:operator"]);
+        Assert.Single(journal, t => t.Kind == "Refund" && t.JobId == id);
+    }
+
+    private static async Task CliAsync(EmcNetwork network, params string[] arguments)
+    {
+        var (exit, output) = await EmcProcess.RunAsync(TimeSpan.FromMinutes(1), [.. arguments, "--coordinator", network.ApiUrl.ToString()]);
+        Assert.True(exit == 0, output);
     }
 }

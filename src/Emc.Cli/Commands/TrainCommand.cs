@@ -80,7 +80,8 @@ internal static class TrainCommand
         var nodes = new Option<string?>("--nodes") { Description = "Nodes per round: N, or MIN..MAX." };
         var script = new Option<string?>("--script") { Description = "A TorchScript file exported from PyTorch (with --model torchscript)." };
         var watch = new Option<bool>("--watch") { Description = "Follow the job with a progress bar until it ends." };
-        var command = new Command("submit", "Submit a training job.") { coordinator, json, file, nodes, script, watch };
+        var budget = new Option<string?>("--budget") { Description = "EMC the job may spend, reserved from your balance now (a user's job needs one); what is left is refunded when it ends." };
+        var command = new Command("submit", "Submit a training job.") { coordinator, json, file, nodes, script, watch, budget };
         var options = new List<(Option<string?> Option, string Path, FlagKind Kind)>();
         foreach (var (flag, path, description, kind) in Flags)
         {
@@ -107,6 +108,11 @@ internal static class TrainCommand
                 {
                     var (min, max) = ParseNodes(range);
                     Set(document, "nodes", new JsonObject { ["min"] = min, ["max"] = max });
+                }
+
+                if (result.GetValue(budget) is { } emc)
+                {
+                    Set(document, "budget", LedgerCommands.TryParseAmount(emc, out var units, out var error) ? units : throw new FormatException($"--budget: {error}"));
                 }
             }
             catch (FormatException ex)
