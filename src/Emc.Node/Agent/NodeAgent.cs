@@ -61,6 +61,14 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
 
         Log.Starting(logger, key.Address.ToString(), options.Name, string.Join(",", devices));
         var hardware = HardwareDetector.Detect(options.DataDirectory, probe.CudaDeviceCount);
+        if (options.TrainingThreads > 0)
+        {
+            // The admission benchmark measures what the node's torch work gets: hardware challenges run
+            // later with these threads (a libtorch setting of the whole process) and are held to it.
+            Compute.TorchRuntime.EnsureInitialized();
+            TorchSharp.torch.set_num_threads(options.TrainingThreads);
+        }
+
         var deviceBenchmarks = devices.Select(d => probe.Benchmark(d, drain)).ToList();
         if (options.SimulateFault?.Mode == Core.Verification.FaultMode.OverstatedHardware)
         {
@@ -79,7 +87,11 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         // The leases outlive sessions: results finished while disconnected are handed in on the next one.
         using var blobHttp = new HttpClient { BaseAddress = options.Coordinator, Timeout = Timeout.InfiniteTimeSpan };
         var blobs = new BlobCache(blobHttp, Path.Combine(options.DataDirectory, "blobs"));
-        using var training = new TrainRoundExecutor(key, blobs, logger) { Threads = options.TrainingThreads, Fault = options.SimulateFault };
+        using var splits = new SplitCache(blobs);
+        var states = new TrainStateStore(Path.Combine(options.DataDirectory, "train-states"));
+        using var training = new TrainRoundExecutor(key, blobs, splits, states, logger) { Threads = options.TrainingThreads, Fault = options.SimulateFault };
+        using var replays = new TrainReplayExecutor(blobs, splits, training, logger) { Threads = options.TrainingThreads, Fault = options.SimulateFault };
+        using var challenges = new ChallengeExecutor(blobs, logger) { Threads = options.TrainingThreads };
         using var models = new ModelCache((input, device, ct) => ModelCache.LoadAsync(blobs, input, device, options.InferenceThreads, ct));
         var engines = options.Engines.Select(e => new ExternalEngine(e)).ToList();
         using var disposeEngines = new EngineList(engines);
@@ -87,9 +99,12 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         await using var inference = new InferenceHost(models, logger, time, engines) { Fault = options.SimulateFault };
         Inference = inference;
         var executors = options.Executors ?? TaskExecutors.CreateDefault(probe, time);
-        if (!executors.TryGet(training.Kind, out _))
+        foreach (var executor in new ITaskExecutor[] { training, replays, new TrainStateExecutor(states, blobs), challenges })
         {
-            executors.Add(training);
+            if (!executors.TryGet(executor.Kind, out _))
+            {
+                executors.Add(executor);
+            }
         }
 
         if (!executors.TryGet(Core.Inference.ServeTaskInput.Kind, out _))

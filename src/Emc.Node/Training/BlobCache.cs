@@ -33,6 +33,9 @@ public sealed class BlobCache
     private long _downloaded;
     private long _uploaded;
 
+    /// <summary>Whether the blob is in the cache now.</summary>
+    public bool Contains(string hash) => Core.Crypto.ContentHash.IsValid(hash) && File.Exists(Path.Combine(_root, hash));
+
     /// <summary>The local file of the blob, downloaded and verified first if need be.</summary>
     public async Task<string> GetPathAsync(string hash, CancellationToken cancellationToken)
     {
