@@ -5,6 +5,7 @@ using System.Threading.Channels;
 using Emc.Coordinator.Blobs;
 using Emc.Coordinator.Persistence;
 using Emc.Coordinator.Scheduling;
+using Emc.Coordinator.Verification;
 using Emc.Core;
 using Emc.Core.Identity;
 using Emc.Core.Scheduling;
@@ -30,6 +31,7 @@ public sealed partial class TrainingService : BackgroundService
     private readonly SchedulerService _scheduler;
     private readonly TimeProvider _time;
     private readonly TrainingOptions _options;
+    private readonly TrainingVerifier _verifier;
     private readonly ILogger<TrainingService> _logger;
     private readonly Channel<Func<Task>> _inbox = Channel.CreateUnbounded<Func<Task>>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<string, ActiveJob> _jobs = new(StringComparer.Ordinal);
@@ -37,15 +39,17 @@ public sealed partial class TrainingService : BackgroundService
     // Scheduler job id → training job id; read on the scheduler's thread to filter its changes.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _roundJobs = new(StringComparer.Ordinal);
 
-    public TrainingService(TrainingStore store, BlobStore blobs, SchedulerService scheduler, TimeProvider time, TrainingOptions options, ILogger<TrainingService> logger)
+    public TrainingService(TrainingStore store, BlobStore blobs, SchedulerService scheduler, TimeProvider time, TrainingOptions options, TrainingVerifier verifier, ILogger<TrainingService> logger)
     {
         _store = store;
         _blobs = blobs;
         _scheduler = scheduler;
         _time = time;
         _options = options;
+        _verifier = verifier;
         _logger = logger;
         _scheduler.Committed += OnSchedulerCommitted;
+        _verifier.Settled += OnVerdict;
     }
 
     /// <summary>Starts a job; the spec must have passed <see cref="TrainingSubmission"/>'s checks.</summary>
@@ -125,6 +129,7 @@ public sealed partial class TrainingService : BackgroundService
     public override void Dispose()
     {
         _scheduler.Committed -= OnSchedulerCommitted;
+        _verifier.Settled -= OnVerdict;
         base.Dispose();
     }
 
@@ -239,6 +244,14 @@ public sealed partial class TrainingService : BackgroundService
         var spec = job.Spec;
         var demand = new ResourceDemand { Device = spec.Device, DeviceMemoryBytes = spec.DeviceMemoryBytes };
         var fitting = await _scheduler.FittingNodesAsync(demand, cancellationToken);
+        var admission = _verifier.Admit(job, fitting);
+        if (admission.WaitReason is { } checking)
+        {
+            await WaitForChecksAsync(job, checking, cancellationToken);
+            return;
+        }
+
+        fitting = admission.Nodes;
         var now = _time.GetUtcNow();
         if (fitting.Count < spec.Nodes.Min)
         {
@@ -489,6 +502,11 @@ public sealed partial class TrainingService : BackgroundService
                 return "it trained but sent no update";
             }
 
+            if (m.InnerState is { } state && !BlobStore.IsHash(state))
+            {
+                return "its inner optimizer state commitment is not a sha256";
+            }
+
             return null;
         }
 
@@ -603,6 +621,7 @@ public sealed partial class TrainingService : BackgroundService
         }
 
         candidates.RemoveAll(c => c.Outcome.Rejected is not null);
+        var screened = candidates.ToList();
         if (candidates.Count > 0)
         {
             var verdicts = UpdateChecks.Check(candidates.Select(c => new NodeUpdate(c.Node, c.Outcome.Delta!, c.Outcome.Manifest!.Samples)).ToList());
@@ -614,7 +633,10 @@ public sealed partial class TrainingService : BackgroundService
             candidates.RemoveAll(c => c.Outcome.Rejected is not null);
         }
 
-        var summary = Summarize(job, round, candidates.Select(c => c.Outcome).ToList(), now, leftOut);
+        // Verification (copy detection, held-out scoring, replays): flagged updates are left out at once.
+        await ScreenAsync(job, round, screened, master, cancellationToken);
+        candidates.RemoveAll(c => c.Outcome.Rejected is not null);
+        var summary = Summarize(job, round, candidates.Select(c => c.Outcome).ToList(), now, leftOut) with { Aggregated = [.. candidates.Select(c => c.Node)] };
         UpdateContributions(job, round);
         if (round.FinalEvaluation)
         {
@@ -626,6 +648,7 @@ public sealed partial class TrainingService : BackgroundService
         if (candidates.Count == 0)
         {
             await EmptyRoundAsync(job, round, "no member's update was accepted", cancellationToken);
+            _verifier.RoundCommitted(job, round.Number, aggregated: false);
             return;
         }
 
@@ -633,6 +656,7 @@ public sealed partial class TrainingService : BackgroundService
             candidates.Select(c => (c.Outcome.Delta!, (double)c.Outcome.Manifest!.Samples)).ToList(),
             job.Spec.Aggregator,
             job.Spec.TrimFraction);
+        var before = (float[])master.Clone();
         job.Outer!.Step(master, aggregate);
         if (master.Any(v => !float.IsFinite(v)))
         {
@@ -640,6 +664,7 @@ public sealed partial class TrainingService : BackgroundService
             return;
         }
 
+        await _verifier.RecordOuterStepAsync(job, before, master, cancellationToken);
         var previousWeights = job.Row.WeightsHash;
         var previousMomentum = job.Row.MomentumHash;
         job.Row.WeightsHash = await _blobs.PutAsync(WeightsCodec.Encode(master), cancellationToken);
@@ -652,6 +677,7 @@ public sealed partial class TrainingService : BackgroundService
         job.Progress.EmptyRounds = 0;
         job.NextPlanAt = now;
         await SaveAsync(job, new TrainingRoundRow { JobId = job.Row.Id, Round = round.Number, SummaryJson = TrainingJson.Write(summary), CreatedAtUnixMs = now.ToUnixTimeMilliseconds() }, cancellationToken);
+        _verifier.RoundCommitted(job, round.Number, aggregated: true);
         await DeleteUnreferencedAsync([previousWeights, previousMomentum], cancellationToken);
         Log.RoundClosed(_logger, job.Row.Id, round.Number, candidates.Count, round.Work.Members.Count, summary.Samples, summary.TrainLoss ?? double.NaN, summary.EvalAccuracy ?? double.NaN);
     }
@@ -916,7 +942,8 @@ public sealed partial class TrainingService : BackgroundService
 
     private async Task DeleteUnreferencedAsync(IEnumerable<string?> hashes, CancellationToken cancellationToken)
     {
-        var candidates = hashes.OfType<string>().Distinct().ToList();
+        // Blobs a verification check still reads (a replayed round's weights) are left to the verifier.
+        var candidates = hashes.OfType<string>().Distinct().Where(h => !_verifier.IsPinned(h)).ToList();
         if (candidates.Count == 0)
         {
             return;
