@@ -468,7 +468,9 @@ public sealed partial class TrainingVerifier : BackgroundService
             }
         }
 
-        if (_options.Enabled && accepted.Count > 0)
+        // A sync round is one gradient step per member: its held-out effect is noise, and it legitimately
+        // points where the last step did. Such rounds rely on the update checks and the replays.
+        if (_options.Enabled && accepted.Count > 0 && job.Spec.Algorithm == TrainingAlgorithm.Diloco)
         {
             foreach (var flag in CopyDetection.Find([.. accepted.Select(c => (c.Node, c.Delta))], await OuterStepAsync(job, weights.Length, cancellationToken), _options.CopyThreshold))
             {
@@ -707,6 +709,7 @@ public sealed partial class TrainingVerifier : BackgroundService
             var (built, baseLoss, losses) = await _torch.RunAsync(
                 () =>
                 {
+                    TorchRuntime.EnsureInitialized();
                     if (threads > 0)
                     {
                         TorchSharp.torch.set_num_threads(threads);

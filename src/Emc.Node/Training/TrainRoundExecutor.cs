@@ -220,7 +220,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
             }
 
             // Chunks let a slow node stop at its time budget and still hand in what it did.
-            var budget = TimeSpan.FromSeconds(work.TimeBudgetSeconds > 0 ? work.TimeBudgetSeconds : double.MaxValue / 2);
+            var budget = work.TimeBudgetSeconds > 0 && work.TimeBudgetSeconds < 1e9 ? TimeSpan.FromSeconds(work.TimeBudgetSeconds) : TimeSpan.MaxValue;
             var limit = fault switch
             {
                 FaultMode.Lazy => Math.Max(1, (int)Math.Ceiling(batches.Count * FaultSimulation.LazyStepFraction)),

@@ -75,6 +75,8 @@ public sealed partial class ChallengeExecutor : ITaskExecutor, IDisposable
             result = await _torch.RunAsync(
                 () =>
                 {
+                    // libtorch is loaded (and fixed up) before the first torch call, the thread setting included.
+                    TorchRuntime.EnsureInitialized();
                     if (threads > 0)
                     {
                         torch.set_num_threads(threads);
