@@ -91,6 +91,9 @@ public sealed partial class TrainingVerifier : BackgroundService
     /// <summary>Raised for every verified node-round (on a verifier or training thread; handlers must not block): what the ledger pays.</summary>
     public event Action<VerifiedNodeRound>? RoundVerified;
 
+    /// <summary>Raised for every timed hardware challenge (on a verifier thread): its timing against the claim, for metrics and tests.</summary>
+    public event Action<ChallengeResult>? ChallengeJudged;
+
     /// <summary>Every verdict, for the training service to record in the job (contributions, bans).</summary>
     internal event Action<VerdictNotice>? Settled;
 
@@ -344,8 +347,9 @@ public sealed partial class TrainingVerifier : BackgroundService
             {
                 await _scheduler.CancelAsync(jobId, "the hardware challenge ran out of time", CancellationToken.None);
                 var waited = from is { } f ? (_time.GetUtcNow() - f).TotalSeconds : limit.TotalSeconds;
-                var (_, words) = MatmulChallenge.JudgeTime(work, claimedGflops, waited, _options.ChallengeTolerance, _options.ChallengeGrace.TotalSeconds);
-                ProveFault(info, info.RoundsClosed(), node, TrainingFaultKind.OverstatedHardware, $"no answer: {words}", [TrainingVerdicts.Coordinator], null);
+                var (_, words) = MatmulChallenge.JudgeTime(work, claimedGflops, waited, _options.ChallengeTolerance, _options.ChallengeGrace.TotalSeconds, answered: false);
+                ChallengeJudged?.Invoke(new ChallengeResult(info.JobId, node, work, claimedGflops, waited, Passed: false, words));
+                ProveFault(info, info.RoundsClosed(), node, TrainingFaultKind.OverstatedHardware, words, [TrainingVerdicts.Coordinator], null);
                 return (ChallengeStatus.Faulty, words);
             }
 
@@ -356,6 +360,7 @@ public sealed partial class TrainingVerifier : BackgroundService
 
             var seconds = (done.UpdatedAt - running).TotalSeconds;
             var (tooSlow, evidence) = MatmulChallenge.JudgeTime(work, claimedGflops, seconds, _options.ChallengeTolerance, _options.ChallengeGrace.TotalSeconds);
+            ChallengeJudged?.Invoke(new ChallengeResult(info.JobId, node, work, claimedGflops, seconds, !tooSlow, evidence));
             if (tooSlow)
             {
                 ProveFault(info, info.RoundsClosed(), node, TrainingFaultKind.OverstatedHardware, evidence, [TrainingVerdicts.Coordinator], null);
@@ -1371,6 +1376,16 @@ public sealed partial class TrainingVerifier : BackgroundService
         public static partial void CheckCrashed(ILogger logger, Exception exception);
     }
 }
+
+/// <summary>How a node's hardware challenge went.</summary>
+/// <param name="JobId">The training job it was challenged for.</param>
+/// <param name="Node">The node.</param>
+/// <param name="Work">The challenge.</param>
+/// <param name="ClaimedGflops">The speed it claimed at admission.</param>
+/// <param name="Seconds">The time measured (or waited in vain).</param>
+/// <param name="Passed">Whether the time was within the limit (the result's correctness is checked after).</param>
+/// <param name="Evidence">The timing in words.</param>
+public sealed record ChallengeResult(string JobId, string Node, ChallengeWork Work, double ClaimedGflops, double Seconds, bool Passed, string Evidence);
 
 /// <summary>The nodes a round may be planned on, or why the planner should wait.</summary>
 /// <param name="Nodes">Admitted nodes, in the order given.</param>

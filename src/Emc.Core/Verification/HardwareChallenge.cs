@@ -231,18 +231,24 @@ public static class MatmulChallenge
     /// <summary>The verdict on a challenge's time, in words, and whether it is a proven overstatement.</summary>
     /// <param name="work">The challenge.</param>
     /// <param name="claimedGflops">The speed the node claimed at admission.</param>
-    /// <param name="seconds">The time the coordinator measured (lease accepted to answer received).</param>
+    /// <param name="seconds">The time the coordinator measured (lease accepted to answer received), or waited in vain.</param>
     /// <param name="tolerance">How many times slower than claimed a node may be.</param>
     /// <param name="graceSeconds">Seconds added for the task's own latency.</param>
-    public static (bool TooSlow, string Evidence) JudgeTime(ChallengeWork work, double claimedGflops, double seconds, double tolerance, double graceSeconds)
+    /// <param name="answered">False when the node had not answered after <paramref name="seconds"/>.</param>
+    public static (bool TooSlow, string Evidence) JudgeTime(ChallengeWork work, double claimedGflops, double seconds, double tolerance, double graceSeconds, bool answered = true)
     {
+        ArgumentNullException.ThrowIfNull(work);
         var expected = SecondsAt(work, claimedGflops);
         var limit = (tolerance * expected) + graceSeconds;
         var achieved = work.Flops / Math.Max(seconds, 1e-9) / 1e9;
-        var evidence = string.Create(
-            CultureInfo.InvariantCulture,
-            $"{work.Products} products of {work.Size}×{work.Size} took {seconds:0.###} s ({achieved:0.#} GFLOP/s) against {expected:0.###} s at the claimed {claimedGflops:0.#} GFLOP/s; the limit is {limit:0.###} s");
-        return (seconds > limit, evidence);
+        var evidence = answered
+            ? string.Create(
+                CultureInfo.InvariantCulture,
+                $"{work.Products} products of {work.Size}×{work.Size} took {seconds:0.###} s ({achieved:0.#} GFLOP/s), {seconds / expected:0.##}× the {expected:0.###} s they take at the claimed {claimedGflops:0.#} GFLOP/s; the limit is {limit:0.###} s")
+            : string.Create(
+                CultureInfo.InvariantCulture,
+                $"{work.Products} products of {work.Size}×{work.Size} were not done after {seconds:0.###} s (under {achieved:0.#} GFLOP/s), {seconds / expected:0.##}× the {expected:0.###} s they take at the claimed {claimedGflops:0.#} GFLOP/s; the limit is {limit:0.###} s");
+        return (!answered || seconds > limit, evidence);
     }
 
     private static void MultiplyRows(ReadOnlySpan<float> matrix, float[] vector, float[] result, int n)

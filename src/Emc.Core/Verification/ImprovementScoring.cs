@@ -27,9 +27,15 @@ public sealed record ImprovementScoringOptions
 
     /// <summary>
     /// The median must be clearly positive for the comparison: at least this share of the loss of W.
-    /// Default 0.002: late in training, when updates barely move the held-out loss, noise would decide.
+    /// Default 0.01: late in training, when updates barely move the held-out loss, noise would decide.
     /// </summary>
-    public double MinMedianShare { get; init; } = 0.002;
+    public double MinMedianShare { get; init; } = 0.01;
+
+    /// <summary>
+    /// An update is only flagged as too weak when it is also this many scaled MADs below the median: honest
+    /// members that disagree among themselves are not told apart by noise. Default 3.
+    /// </summary>
+    public double MadMultiplier { get; init; } = 3;
 
     /// <summary>
     /// Any update whose W − Δ is worse than W by more than this share of W's loss (plus
@@ -54,7 +60,7 @@ public sealed record ImprovementScoringOptions
             errors.Add("the scoring needs at least 2 updates for a median");
         }
 
-        if (!(MinMedianShare >= 0) || !(WorseShare >= 0) || !(WorseSlack >= 0) || !double.IsFinite(WorseShare + WorseSlack + MinMedianShare))
+        if (!(MinMedianShare >= 0) || !(WorseShare >= 0) || !(WorseSlack >= 0) || !(MadMultiplier >= 0) || !double.IsFinite(WorseShare + WorseSlack + MinMedianShare + MadMultiplier))
         {
             errors.Add("the scoring shares and slack must be finite and not negative");
         }
@@ -70,7 +76,8 @@ public sealed record ImprovementScoringOptions
 /// <item>it makes the model worse: loss(W − Δ) &gt; loss(W) · (1 + <see cref="ImprovementScoringOptions.WorseShare"/>) + <see cref="ImprovementScoringOptions.WorseSlack"/>;</item>
 /// <item>with at least <see cref="ImprovementScoringOptions.MinUpdatesForMedian"/> updates and a median improvement of at least
 /// <see cref="ImprovementScoringOptions.MinMedianShare"/> · loss(W): its improvement, scaled up to the round's median sample
-/// count when it had fewer samples, is below <see cref="ImprovementScoringOptions.MedianFraction"/> · median.</item>
+/// count when it had fewer samples, is below <see cref="ImprovementScoringOptions.MedianFraction"/> · median and more than
+/// <see cref="ImprovementScoringOptions.MadMultiplier"/> scaled MADs below the median.</item>
 /// </list>
 /// A flag is a suspicion, not a proof: flagged updates are left out of the aggregate and replayed.
 /// </summary>
@@ -108,6 +115,7 @@ public static class ImprovementScoring
 
         var finite = scaled.Where(double.IsFinite).Order().ToList();
         var median = finite.Count >= options.MinUpdatesForMedian ? Median(finite) : double.NaN;
+        var mad = double.IsNaN(median) ? double.NaN : 1.4826 * Median([.. finite.Select(v => Math.Abs(v - median)).Order()]);
         var compare = median >= options.MinMedianShare * Math.Abs(baseLoss) && median > 0;
         var worseLimit = baseLoss + (options.WorseShare * Math.Abs(baseLoss)) + options.WorseSlack;
         var verdicts = new ScoreVerdict[updates.Count];
@@ -123,7 +131,7 @@ public static class ImprovementScoring
             {
                 reason = string.Create(CultureInfo.InvariantCulture, $"scoring: its update makes the held-out loss worse ({baseLoss:G4} → {loss:G4})");
             }
-            else if (compare && scaled[i] < options.MedianFraction * median)
+            else if (compare && scaled[i] < options.MedianFraction * median && scaled[i] < median - (options.MadMultiplier * mad))
             {
                 reason = string.Create(
                     CultureInfo.InvariantCulture,

@@ -68,7 +68,6 @@ public sealed partial class TrainReplayExecutor : ITaskExecutor, IDisposable
         }
 
         await _gate.WaitAsync(cancellationToken);
-        var weightsWereCached = _blobs.Contains(work.Weights);
         try
         {
             var manifest = await _splits.ManifestAsync(work.DatasetManifest, cancellationToken);
@@ -78,17 +77,9 @@ public sealed partial class TrainReplayExecutor : ITaskExecutor, IDisposable
             }
 
             var data = await _splits.GetAsync(work.DatasetManifest, work.TrainSplit, split, cancellationToken);
-            var weightsPath = await _blobs.GetPathAsync(work.Weights, cancellationToken);
-            byte[]? state = null;
-            if (work.State is { } stateHash)
-            {
-                var cached = _blobs.Contains(stateHash);
-                state = await _blobs.GetBytesAsync(stateHash, cancellationToken);
-                if (!cached)
-                {
-                    _blobs.Evict([stateHash], new HashSet<string>());
-                }
-            }
+            // Into memory, not the cache: the node's own rounds evict weights they are done with.
+            var weights = await _blobs.FetchAsync(work.Weights, cancellationToken);
+            var state = work.State is { } stateHash ? await _blobs.FetchAsync(stateHash, cancellationToken) : null;
 
             var script = work.Model.Script is { } scriptHash ? await _blobs.GetPathAsync(scriptHash, cancellationToken) : null;
             var isText = manifest.Task == Core.Data.DatasetTask.LanguageModeling;
@@ -97,7 +88,7 @@ public sealed partial class TrainReplayExecutor : ITaskExecutor, IDisposable
                 : FaultMode.None;
             var thread = script is null ? _torch : _training.Torch;
             var encoded = await thread.RunAsync(
-                () => Replay(work, split, data, isText, weightsPath, state, script, context.Device, Threads, fault, cancellationToken),
+                () => Replay(work, split, data, isText, weights, state, script, context.Device, Threads, fault, cancellationToken),
                 cancellationToken);
             var hash = await _blobs.UploadAsync(encoded, cancellationToken);
             Log.Replayed(_logger, work.JobId, work.Round, work.Node, work.Steps);
@@ -113,11 +104,6 @@ public sealed partial class TrainReplayExecutor : ITaskExecutor, IDisposable
         }
         finally
         {
-            if (!weightsWereCached)
-            {
-                _blobs.Evict([work.Weights], new HashSet<string>());
-            }
-
             _gate.Release();
         }
     }
@@ -150,7 +136,7 @@ public sealed partial class TrainReplayExecutor : ITaskExecutor, IDisposable
         Core.Data.SplitManifest split,
         ExampleSet data,
         bool isText,
-        string weightsPath,
+        byte[] weights,
         byte[]? state,
         string? script,
         string device,
@@ -170,11 +156,7 @@ public sealed partial class TrainReplayExecutor : ITaskExecutor, IDisposable
             throw new InvalidDataException($"the model has {model.VectorLength} weights, the round {work.VectorLength}");
         }
 
-        var start = new float[work.VectorLength];
-        using (var file = File.OpenRead(weightsPath))
-        {
-            WeightsCodec.Read(file, start);
-        }
+        var start = WeightsCodec.Decode(weights, work.VectorLength);
 
         model.WriteVector(start);
         using var trainer = new InnerTrainer(InnerSteps.Options(work.Inner, work.MicroBatch, work.TotalSteps));
