@@ -61,14 +61,6 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
 
         Log.Starting(logger, key.Address.ToString(), options.Name, string.Join(",", devices));
         var hardware = HardwareDetector.Detect(options.DataDirectory, probe.CudaDeviceCount);
-        if (options.TrainingThreads > 0)
-        {
-            // The admission benchmark measures what the node's torch work gets: hardware challenges run
-            // later with these threads (a libtorch setting of the whole process) and are held to it.
-            Compute.TorchRuntime.EnsureInitialized();
-            TorchSharp.torch.set_num_threads(options.TrainingThreads);
-        }
-
         var deviceBenchmarks = devices.Select(d => probe.Benchmark(d, drain)).ToList();
         if (options.SimulateFault?.Mode == Core.Verification.FaultMode.OverstatedHardware)
         {
