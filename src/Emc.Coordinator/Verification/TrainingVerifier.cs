@@ -393,10 +393,11 @@ public sealed partial class TrainingVerifier : BackgroundService
                 await Task.Delay(TimeSpan.FromMilliseconds(200), _time, cancellationToken);
             }
 
-            var bytes = await _blobs.ReadAsync(hash, cancellationToken);
+            var bytes = _blobs.Length(hash) is { } size && size <= WeightsCodec.EncodedSize((long)work.Size * work.Size) ? await _blobs.ReadAsync(hash, cancellationToken) : null;
             if (bytes is null)
             {
-                problem = "its result was never uploaded";
+                problem = _blobs.Exists(hash) ? "its result is larger than the product" : "its result was never uploaded";
+                _blobs.Delete(hash);
             }
             else
             {
@@ -886,6 +887,13 @@ public sealed partial class TrainingVerifier : BackgroundService
                 return $"it did not upload its committed inner optimizer state {state}: {done.Reason ?? "its task failed"}";
             }
 
+            // A state holds at most three moments per weight (and a header per parameter); anything larger is not one.
+            var limit = 64 + (check.Work.VectorLength * (17 + (InnerStateCodec.MaxMoments * sizeof(float))));
+            if (_blobs.Length(state) is > 0 and var length && length > limit)
+            {
+                return string.Create(CultureInfo.InvariantCulture, $"its committed inner optimizer state is {length} bytes, more than a state of this model can be");
+            }
+
             var bytes = await _blobs.ReadAsync(state, cancellationToken);
             if (bytes is null)
             {
@@ -938,10 +946,16 @@ public sealed partial class TrainingVerifier : BackgroundService
                     continue;
                 }
 
-                var bytes = await _blobs.ReadAsync(report.Update, cancellationToken);
+                var expected = Math.Max(UpdateCodec.EncodedSize(check.Work.VectorLength, UpdatePrecision.Int8), UpdateCodec.EncodedSize(check.Work.VectorLength, UpdatePrecision.Fp32));
+                var bytes = _blobs.Length(report.Update) is { } size && size <= expected ? await _blobs.ReadAsync(report.Update, cancellationToken) : null;
                 if (bytes is null)
                 {
-                    Log.ReplaySkipped(_logger, check.Info.JobId, check.Plan.Round, check.Candidate.Node, $"{node}'s replay was never uploaded");
+                    Log.ReplaySkipped(_logger, check.Info.JobId, check.Plan.Round, check.Candidate.Node, $"{node}'s replay was never uploaded, or is larger than an update");
+                    if (report.Update != check.Candidate.Manifest.Update)
+                    {
+                        _blobs.Delete(report.Update);
+                    }
+
                     continue;
                 }
 

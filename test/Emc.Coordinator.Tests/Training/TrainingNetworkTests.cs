@@ -278,6 +278,9 @@ internal sealed class InProcessNodes : IAsyncDisposable
     private readonly List<NodeAgent> _nodes = [];
     private readonly List<string> _directories = [];
 
+    /// <summary>The nodes' data folders, in start order.</summary>
+    public IReadOnlyList<string> Directories => _directories;
+
     /// <summary>The nodes' ids, in start order.</summary>
     public IReadOnlyList<string> NodeIds => [.. _nodes.Select(n => n.NodeId?.ToString() ?? "")];
 

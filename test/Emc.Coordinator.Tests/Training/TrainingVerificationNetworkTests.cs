@@ -39,6 +39,33 @@ public sealed class TrainingVerificationNetworkTests(ITestOutputHelper output)
     private static readonly Lazy<Task<JobRun>> CleanRun = new(() => RunAsync(fault: null, log: null));
 
     [Fact]
+    public async Task MemberThatDoesNotKeepItsCommittedStates_IsProvenFaulty_AndNobodyElse()
+    {
+        // The fifth node loses every inner optimizer state it commits to, so it cannot upload one when its round is replayed.
+        var run = await RunAsync(fault: null, output, async (nodes, stop) =>
+        {
+            var states = Path.Combine(nodes.Directories[Faulty], "train-states");
+            while (!stop.IsCancellationRequested)
+            {
+                foreach (var file in Directory.Exists(states) ? Directory.GetFiles(states) : [])
+                {
+                    File.Delete(file);
+                }
+
+                await Task.Delay(20, CancellationToken.None);
+            }
+        });
+        output.WriteLine(run.Describe());
+
+        Assert.True(run.Job.State == TrainingJobState.Completed, $"{run.Job.State}: {run.Job.Reason}");
+        var fault = Assert.Single(run.Faults);
+        Assert.True(SameNode(run.Nodes[Faulty], fault.Node), $"{fault.Node} was proven faulty");
+        Assert.Equal(TrainingFaultKind.StateWithheld, fault.Kind);
+        Assert.True(fault.RoundsClosed <= 3, $"proven after {fault.RoundsClosed} rounds");
+        Assert.Contains("holds no committed state", fault.Evidence, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task HonestNetwork_NobodyIsProvenFaulty_AndEveryAcceptedRoundIsVerified()
     {
         var clean = await CleanRun.Value;
@@ -94,7 +121,7 @@ public sealed class TrainingVerificationNetworkTests(ITestOutputHelper output)
 
     private static bool SameNode(string a, string b) => string.Equals(a, b, StringComparison.OrdinalIgnoreCase);
 
-    private static async Task<JobRun> RunAsync(FaultSimulation? fault, ITestOutputHelper? log)
+    private static async Task<JobRun> RunAsync(FaultSimulation? fault, ITestOutputHelper? log, Func<InProcessNodes, CancellationToken, Task>? meddle = null)
     {
         var probe = new MeasuredProbe();
         await using var coordinator = await TestCoordinator.StartAsync(services: s => s.AddSingleton(new TrainingVerifierOptions { ChallengeSeconds = 0.5, Seed = 7 }));
@@ -110,6 +137,8 @@ public sealed class TrainingVerificationNetworkTests(ITestOutputHelper output)
         await coordinator.Api.UploadDatasetAsync("blobs", "csv", null, null, [csv], CancellationToken.None);
         FaultSimulation?[] modes = [null, null, null, null, fault];
         await using var nodes = await InProcessNodes.StartAsync(coordinator, 5, probe, modes);
+        using var stop = new CancellationTokenSource();
+        var meddling = meddle?.Invoke(nodes, stop.Token) ?? Task.CompletedTask;
         var started = DateTime.UtcNow;
         var job = await coordinator.Api.SubmitTrainingAsync(
             new TrainingJobSpec
@@ -131,6 +160,8 @@ public sealed class TrainingVerificationNetworkTests(ITestOutputHelper output)
         await verifier.IdleAsync(TimeSpan.FromSeconds(60), CancellationToken.None);
         done = await coordinator.Api.GetTrainingJobAsync(job.Id, CancellationToken.None);
         var rounds = await coordinator.Api.GetTrainingRoundsAsync(job.Id, 0, CancellationToken.None);
+        await stop.CancelAsync();
+        await meddling;
         log?.WriteLine($"{fault?.ToString() ?? "clean"}: {(DateTime.UtcNow - started).TotalSeconds:0.#} s, claimed {MeasuredProbe.Gflops:0.#} GFLOP/s");
         return new JobRun(done, [.. rounds], nodes.NodeIds, [.. faults], [.. verified], [.. challenges]);
     }
