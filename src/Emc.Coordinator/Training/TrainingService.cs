@@ -661,6 +661,7 @@ public sealed partial class TrainingService : BackgroundService
         if (master.Any(v => !float.IsFinite(v)))
         {
             await FinishAsync(job, TrainingJobState.Failed, $"the weights diverged in round {round.Number} (non-finite values); lower the learning rates", cancellationToken);
+            _verifier.RoundCommitted(job, round.Number, aggregated: false);
             return;
         }
 
