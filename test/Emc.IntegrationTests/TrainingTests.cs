@@ -154,16 +154,22 @@ public sealed class TrainingTests
 
         // The books after the kill: every accepted member of every round paid exactly once, the escrow empty
         // (spent or refunded), and the operator's balance the funding less exactly what the rounds cost.
+        // The refund follows the job's end (the model is registered first): read the journal until it is there.
         var journal = new List<LedgerTransactionView>();
+        var until = DateTime.UtcNow.AddSeconds(30);
         while (true)
         {
             var page = await network.Api.GetLedgerAsync(null, journal.Count == 0 ? 0 : journal[^1].Sequence, 1000, CancellationToken.None);
-            if (page.Count == 0)
+            journal.AddRange(page);
+            if (page.Count == 0 && (journal.Any(t => t.Kind == "Refund" && t.JobId == id) || DateTime.UtcNow > until))
             {
                 break;
             }
 
-            journal.AddRange(page);
+            if (page.Count == 0)
+            {
+                await Task.Delay(200);
+            }
         }
 
         var payments = journal.Where(t => t.Kind == "Pay" && t.JobId == id).ToList();

@@ -88,7 +88,7 @@ internal static class NodeCommand
             {
                 try
                 {
-                    var agent = new NodeAgent(options, new TorchDeviceProbe(), TimeProvider.System, loggerFactory.CreateLogger<NodeAgent>());
+                    var agent = new NodeAgent(options, new TorchDeviceProbe(options.TrainingThreads), TimeProvider.System, loggerFactory.CreateLogger<NodeAgent>());
                     await agent.RunAsync(stop.Token);
                     return 0;
                 }

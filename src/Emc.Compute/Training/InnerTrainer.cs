@@ -1,5 +1,7 @@
 using System.Diagnostics;
+using Emc.Core.Training;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Emc.Compute.Training;
@@ -105,6 +107,130 @@ public sealed class InnerTrainer : IDisposable
     }
 
     public void Dispose() => ResetState();
+
+    /// <summary>
+    /// The optimizer's state — per-parameter moments and step counts — in the <see cref="InnerStateCodec"/>
+    /// format, or null while it has none (no optimizer yet, one that never stepped, or plain SGD, which keeps
+    /// nothing). A node commits to it before its steps, so that a replay can start where it started.
+    /// </summary>
+    public byte[]? ExportState()
+    {
+        if (_optimizer is not OptimizerHelper helper || _model is null)
+        {
+            return null;
+        }
+
+        var parameters = _model.TrainableParameters.ToList();
+        var states = helper.state_dict().State;
+        if (states.Count != parameters.Count)
+        {
+            throw new InvalidOperationException($"The optimizer holds {states.Count} states for {parameters.Count} parameters.");
+        }
+
+        var entries = new List<InnerStateEntry>(states.Count);
+        var any = false;
+        for (var i = 0; i < states.Count; i++)
+        {
+            var count = parameters[i].numel();
+            switch (states[i])
+            {
+                case AdamW.State adamw:
+                    entries.Add(new InnerStateEntry(adamw.step, count, [Floats(adamw.exp_avg), Floats(adamw.exp_avg_sq)]));
+                    any |= adamw.step > 0;
+                    break;
+                case Adam.State adam:
+                    entries.Add(new InnerStateEntry(adam.step, count, [Floats(adam.exp_avg), Floats(adam.exp_avg_sq)]));
+                    any |= adam.step > 0;
+                    break;
+                case SGD.State sgd:
+                    entries.Add(new InnerStateEntry(0, count, sgd.momentum_buffer is { } buffer ? [Floats(buffer)] : []));
+                    any |= sgd.momentum_buffer is not null;
+                    break;
+                default:
+                    throw new InvalidOperationException($"The optimizer state {states[i].GetType().Name} cannot be exported.");
+            }
+        }
+
+        return any ? InnerStateCodec.Encode(Kind, entries) : null;
+    }
+
+    /// <summary>
+    /// Starts a fresh optimizer for <paramref name="model"/> and loads <paramref name="state"/> into it (from
+    /// <see cref="ExportState"/>, possibly on another node): the next <see cref="Run"/> continues from it.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The state is malformed or belongs to another optimizer or model.</exception>
+    public void ImportState(TrainableModel model, ReadOnlySpan<byte> state)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var (kind, entries) = InnerStateCodec.Decode(state, model.VectorLength);
+        if (kind != Kind)
+        {
+            throw new InvalidDataException($"The state is of a {kind} optimizer, the job runs {Options.Optimizer}.");
+        }
+
+        ResetState();
+        var helper = (OptimizerHelper)OptimizerFor(model);
+        var parameters = model.TrainableParameters.ToList();
+        var states = helper.state_dict().State;
+        if (entries.Count != states.Count)
+        {
+            throw new InvalidDataException($"The state has {entries.Count} entries; the model has {states.Count} parameters.");
+        }
+
+        using var noGrad = torch.no_grad();
+        for (var i = 0; i < entries.Count; i++)
+        {
+            var entry = entries[i];
+            var parameter = parameters[i];
+            if (entry.Count != parameter.numel())
+            {
+                throw new InvalidDataException($"Entry {i} has {entry.Count} values; parameter {i} has {parameter.numel()}.");
+            }
+
+            switch (states[i])
+            {
+                case AdamW.State adamw when entry.Moments.Count == 2:
+                    adamw.step = entry.Step;
+                    Load(adamw.exp_avg, entry.Moments[0]);
+                    Load(adamw.exp_avg_sq, entry.Moments[1]);
+                    break;
+                case Adam.State adam when entry.Moments.Count == 2:
+                    adam.step = entry.Step;
+                    Load(adam.exp_avg, entry.Moments[0]);
+                    Load(adam.exp_avg_sq, entry.Moments[1]);
+                    break;
+                case SGD.State sgd when entry.Moments.Count <= 1:
+                    if (entry.Moments.Count == 1)
+                    {
+                        sgd.momentum_buffer = torch.zeros_like(parameter).DetachFromDisposeScope();
+                        Load(sgd.momentum_buffer, entry.Moments[0]);
+                    }
+
+                    break;
+                default:
+                    throw new InvalidDataException($"Entry {i} has {entry.Moments.Count} moments, which does not fit a {kind} optimizer.");
+            }
+        }
+    }
+
+    private InnerStateKind Kind => Options.Optimizer switch
+    {
+        InnerOptions.AdamW => InnerStateKind.AdamW,
+        InnerOptions.Adam => InnerStateKind.Adam,
+        _ => InnerStateKind.Sgd,
+    };
+
+    private static float[] Floats(Tensor tensor)
+    {
+        using var cpu = tensor.detach().cpu().contiguous();
+        return cpu.data<float>().ToArray();
+    }
+
+    private static void Load(Tensor destination, float[] values)
+    {
+        using var source = torch.tensor(values, destination.shape);
+        destination.copy_(source);
+    }
 
     private optim.Optimizer OptimizerFor(TrainableModel model)
     {

@@ -43,6 +43,13 @@ public sealed partial class LedgerService : BackgroundService
         _logger = logger;
     }
 
+    /// <summary>How the keys of training rounds' payments begin: <c>pay:train-N:rROUND:NODE</c>.</summary>
+    public const string TrainingPaymentPrefix = "pay:train-";
+
+    /// <summary>The key of the payment to <paramref name="node"/> for <paramref name="round"/> of training job <paramref name="jobId"/>.</summary>
+    public static string TrainingPaymentKey(string jobId, long round, string node) =>
+        $"pay:{jobId}:r{round.ToString(System.Globalization.CultureInfo.InvariantCulture)}:{node.ToLowerInvariant()}";
+
     /// <summary>The prices of work and the stake rules.</summary>
     public PriceTable Prices { get; }
 
@@ -81,7 +88,8 @@ public sealed partial class LedgerService : BackgroundService
         var writes = 0;
         foreach (var payment in ledger.GetHeldPayments())
         {
-            if (now - payment.PaidAt < _options.AuditWindow)
+            var window = payment.Key.StartsWith(TrainingPaymentPrefix, StringComparison.Ordinal) ? _options.TrainingAuditWindow : _options.AuditWindow;
+            if (now - payment.PaidAt < window)
             {
                 continue;
             }

@@ -9,6 +9,14 @@ public sealed class PaymentOptions
     /// </summary>
     public TimeSpan AuditWindow { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// The audit window of a training round's payment (key <c>pay:JOB:rROUND:NODE</c>) that no verdict
+    /// settled: normally the training verifier releases it as soon as the node-round is verified (at once, or
+    /// after its replay) and voids it when a fault is proven; this releases what a lost check left behind.
+    /// Default 10 minutes.
+    /// </summary>
+    public TimeSpan TrainingAuditWindow { get; set; } = TimeSpan.FromMinutes(10);
+
     /// <summary>How often held payments and due unstakes are looked at. Default 1 s.</summary>
     public TimeSpan Interval { get; set; } = TimeSpan.FromSeconds(1);
 

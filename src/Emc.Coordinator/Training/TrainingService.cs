@@ -6,6 +6,7 @@ using Emc.Coordinator.Blobs;
 using Emc.Coordinator.Ledger;
 using Emc.Coordinator.Persistence;
 using Emc.Coordinator.Scheduling;
+using Emc.Coordinator.Verification;
 using Emc.Core;
 using Emc.Core.Hardware;
 using Emc.Core.Identity;
@@ -35,6 +36,7 @@ public sealed partial class TrainingService : BackgroundService
     private readonly SchedulerService _scheduler;
     private readonly TimeProvider _time;
     private readonly TrainingOptions _options;
+    private readonly TrainingVerifier _verifier;
     private readonly ILogger<TrainingService> _logger;
     private readonly Channel<Func<Task>> _inbox = Channel.CreateUnbounded<Func<Task>>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<string, ActiveJob> _jobs = new(StringComparer.Ordinal);
@@ -42,7 +44,7 @@ public sealed partial class TrainingService : BackgroundService
     // Scheduler job id → training job id; read on the scheduler's thread to filter its changes.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _roundJobs = new(StringComparer.Ordinal);
 
-    public TrainingService(TrainingStore store, BlobStore blobs, SchedulerService scheduler, LedgerService ledger, TimeProvider time, TrainingOptions options, ILogger<TrainingService> logger)
+    public TrainingService(TrainingStore store, BlobStore blobs, SchedulerService scheduler, LedgerService ledger, TimeProvider time, TrainingOptions options, TrainingVerifier verifier, ILogger<TrainingService> logger)
     {
         _ledger = ledger;
         _store = store;
@@ -50,8 +52,10 @@ public sealed partial class TrainingService : BackgroundService
         _scheduler = scheduler;
         _time = time;
         _options = options;
+        _verifier = verifier;
         _logger = logger;
         _scheduler.Committed += OnSchedulerCommitted;
+        _verifier.Settled += OnVerdict;
     }
 
     /// <summary>Starts a job; the spec must have passed <see cref="TrainingSubmission"/>'s checks.</summary>
@@ -131,6 +135,7 @@ public sealed partial class TrainingService : BackgroundService
     public override void Dispose()
     {
         _scheduler.Committed -= OnSchedulerCommitted;
+        _verifier.Settled -= OnVerdict;
         base.Dispose();
     }
 
@@ -253,6 +258,14 @@ public sealed partial class TrainingService : BackgroundService
         var spec = job.Spec;
         var demand = new ResourceDemand { Device = spec.Device, DeviceMemoryBytes = spec.DeviceMemoryBytes };
         var fitting = await _scheduler.FittingNodesAsync(demand, cancellationToken);
+        var admission = _verifier.Admit(job, fitting);
+        if (admission.WaitReason is { } checking)
+        {
+            await WaitForChecksAsync(job, checking, cancellationToken);
+            return;
+        }
+
+        fitting = admission.Nodes;
         var now = _time.GetUtcNow();
         var staked = "";
         if (spec.Budget is not null)
@@ -525,6 +538,11 @@ public sealed partial class TrainingService : BackgroundService
                 return "it trained but sent no update";
             }
 
+            if (m.InnerState is { } state && !BlobStore.IsHash(state))
+            {
+                return "its inner optimizer state commitment is not a sha256";
+            }
+
             return null;
         }
 
@@ -639,6 +657,7 @@ public sealed partial class TrainingService : BackgroundService
         }
 
         candidates.RemoveAll(c => c.Outcome.Rejected is not null);
+        var screened = candidates.ToList();
         if (candidates.Count > 0)
         {
             var verdicts = UpdateChecks.Check(candidates.Select(c => new NodeUpdate(c.Node, c.Outcome.Delta!, c.Outcome.Manifest!.Samples)).ToList());
@@ -650,7 +669,10 @@ public sealed partial class TrainingService : BackgroundService
             candidates.RemoveAll(c => c.Outcome.Rejected is not null);
         }
 
-        var summary = Summarize(job, round, candidates.Select(c => c.Outcome).ToList(), now, leftOut);
+        // Verification (copy detection, held-out scoring, replays): flagged updates are left out at once.
+        await ScreenAsync(job, round, screened, master, cancellationToken);
+        candidates.RemoveAll(c => c.Outcome.Rejected is not null);
+        var summary = Summarize(job, round, candidates.Select(c => c.Outcome).ToList(), now, leftOut) with { Aggregated = [.. candidates.Select(c => c.Node)] };
         UpdateContributions(job, round);
         if (round.FinalEvaluation)
         {
@@ -662,6 +684,7 @@ public sealed partial class TrainingService : BackgroundService
         if (candidates.Count == 0)
         {
             await EmptyRoundAsync(job, round, "no member's update was accepted", cancellationToken);
+            _verifier.RoundCommitted(job, round.Number, aggregated: false);
             return;
         }
 
@@ -669,13 +692,16 @@ public sealed partial class TrainingService : BackgroundService
             candidates.Select(c => (c.Outcome.Delta!, (double)c.Outcome.Manifest!.Samples)).ToList(),
             job.Spec.Aggregator,
             job.Spec.TrimFraction);
+        var before = (float[])master.Clone();
         job.Outer!.Step(master, aggregate);
         if (master.Any(v => !float.IsFinite(v)))
         {
             await FinishAsync(job, TrainingJobState.Failed, $"the weights diverged in round {round.Number} (non-finite values); lower the learning rates", cancellationToken);
+            _verifier.RoundCommitted(job, round.Number, aggregated: false);
             return;
         }
 
+        await _verifier.RecordOuterStepAsync(job, before, master, cancellationToken);
         var previousWeights = job.Row.WeightsHash;
         var previousMomentum = job.Row.MomentumHash;
         job.Row.WeightsHash = await _blobs.PutAsync(WeightsCodec.Encode(master), cancellationToken);
@@ -689,6 +715,7 @@ public sealed partial class TrainingService : BackgroundService
         job.NextPlanAt = now;
         await SaveAsync(job, new TrainingRoundRow { JobId = job.Row.Id, Round = round.Number, SummaryJson = TrainingJson.Write(summary), CreatedAtUnixMs = now.ToUnixTimeMilliseconds() }, cancellationToken);
         await PayRoundAsync(job, summary, cancellationToken);
+        _verifier.RoundCommitted(job, round.Number, aggregated: true);
         await DeleteUnreferencedAsync([previousWeights, previousMomentum], cancellationToken);
         Log.RoundClosed(_logger, job.Row.Id, round.Number, candidates.Count, round.Work.Members.Count, summary.Samples, summary.TrainLoss ?? double.NaN, summary.EvalAccuracy ?? double.NaN);
     }
@@ -982,7 +1009,7 @@ public sealed partial class TrainingService : BackgroundService
             try
             {
                 var payment = await _ledger.Ledger.PayAsync(
-                    $"pay:{job.Row.Id}:r{summary.Round.ToString(CultureInfo.InvariantCulture)}:{node}",
+                    LedgerService.TrainingPaymentKey(job.Row.Id, summary.Round, node),
                     escrow,
                     address.Value,
                     charge,
@@ -1075,7 +1102,8 @@ public sealed partial class TrainingService : BackgroundService
 
     private async Task DeleteUnreferencedAsync(IEnumerable<string?> hashes, CancellationToken cancellationToken)
     {
-        var candidates = hashes.OfType<string>().Distinct().ToList();
+        // Blobs a verification check still reads (a replayed round's weights) are left to the verifier.
+        var candidates = hashes.OfType<string>().Distinct().Where(h => !_verifier.IsPinned(h)).ToList();
         if (candidates.Count == 0)
         {
             return;

@@ -1,9 +1,12 @@
 using Emc.Coordinator.Blobs;
+using Emc.Coordinator.Verification;
+using Emc.Core.Verification;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Emc.Coordinator.Training;
 
-/// <summary>Registers the blob store, datasets, the training service and the model registry.</summary>
+/// <summary>Registers the blob store, datasets, the training service, the verification of its work and the model registry.</summary>
 public static class TrainingServiceCollectionExtensions
 {
     public static IServiceCollection AddEmcTraining(this IServiceCollection services, string dataDirectory)
@@ -12,6 +15,11 @@ public static class TrainingServiceCollectionExtensions
         services.AddSingleton<TrainingOptions>();
         services.AddSingleton<TrainingStore>();
         services.AddSingleton<DatasetService>();
+        services.TryAddSingleton(new TrustBook());
+        services.TryAddSingleton(new TrainingVerifierOptions());
+        services.AddSingleton<TrainingVerifier>();
+        services.AddHostedService(sp => sp.GetRequiredService<TrainingVerifier>());
+        services.AddHostedService<TrainingSettlement>();
         services.AddSingleton<TrainingService>();
         services.AddHostedService(sp => sp.GetRequiredService<TrainingService>());
         services.AddSingleton<TrainingSubmission>();

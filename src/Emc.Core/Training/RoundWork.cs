@@ -101,6 +101,13 @@ public sealed record RoundManifest
     /// <summary>Length of the weights vector.</summary>
     public long VectorLength { get; init; }
 
+    /// <summary>
+    /// sha256 of the member's inner optimizer state at the start of its steps (<see cref="InnerStateCodec"/>),
+    /// a commitment: a replay of the round starts from this state, which the member must upload when asked.
+    /// Null for a fresh optimizer.
+    /// </summary>
+    public string? InnerState { get; init; }
+
     /// <summary>sha256 of the uploaded pseudo-gradient blob; null when the member only evaluated.</summary>
     public string? Update { get; init; }
 

@@ -56,6 +56,9 @@ public sealed record RoundSummary
     /// <summary>The benchmark class each accepted member was priced at (PriceTable.BenchmarkClass).</summary>
     public IReadOnlyDictionary<string, string> AcceptedClasses { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>The members whose updates went into the round's aggregate.</summary>
+    public IReadOnlyList<string> Aggregated { get; init; } = [];
+
     public DateTimeOffset At { get; init; }
 }
 
@@ -81,6 +84,12 @@ public sealed record NodeContribution
 
     /// <summary>How long its last rounds took, seconds (the adaptive deadline reads these).</summary>
     public List<double> RecentSeconds { get; set; } = [];
+
+    /// <summary>Rounds whose work was verified (accepted unchecked, or replayed and agreed): what it is paid for.</summary>
+    public int Verified { get; set; }
+
+    /// <summary>Proven faults. A round proven faulty is voided: its samples, seconds and bytes are taken out of the totals above.</summary>
+    public int Faults { get; set; }
 }
 
 /// <summary>A job's running totals, checkpointed with every round.</summary>
@@ -97,7 +106,34 @@ public sealed record TrainingProgress
 
     /// <summary>The final evaluation, once done.</summary>
     public RoundSummary? Final { get; set; }
+
+    /// <summary>What the verification of the job's work must remember across a restart.</summary>
+    public TrainingVerificationState Verification { get; init; } = new();
 }
+
+/// <summary>A job's verification state, checkpointed with its progress (docs/verification.md, "Training").</summary>
+public sealed record TrainingVerificationState
+{
+    /// <summary>Nodes proven faulty in this job, with the reason: they are planned into none of its rounds again.</summary>
+    public Dictionary<string, string> Banned { get; init; } = [];
+
+    /// <summary>Nodes whose hardware challenge in this job passed, with the round count when it did.</summary>
+    public Dictionary<string, long> Challenged { get; init; } = [];
+
+    /// <summary>sha256 of the network's last outer step (previous global weights − current ones, EMCW), for copy detection.</summary>
+    public string? LastOuterStep { get; set; }
+
+    /// <summary>The proven faults, in the order they were proven.</summary>
+    public List<ProvenFault> Faults { get; init; } = [];
+}
+
+/// <summary>A proven fault as the job remembers it.</summary>
+/// <param name="Round">The round of the faulty work.</param>
+/// <param name="Node">The node.</param>
+/// <param name="Kind">The kind of fault (<c>Emc.Core.Verification.TrainingFaultKind</c>, in kebab case).</param>
+/// <param name="Evidence">How it was shown.</param>
+/// <param name="At">When.</param>
+public sealed record ProvenFault(long Round, string Node, string Kind, string Evidence, DateTimeOffset At);
 
 /// <summary>A training job as the API shows it.</summary>
 public sealed record TrainingJobView

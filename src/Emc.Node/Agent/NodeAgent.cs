@@ -81,7 +81,11 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         var signer = new NodeRequestSigner(key, time);
         using var blobHttp = new HttpClient(signer.CreateHandler()) { BaseAddress = options.Coordinator, Timeout = Timeout.InfiniteTimeSpan };
         var blobs = new BlobCache(blobHttp, Path.Combine(options.DataDirectory, "blobs"));
-        using var training = new TrainRoundExecutor(key, blobs, logger) { Threads = options.TrainingThreads, Fault = options.SimulateFault };
+        using var splits = new SplitCache(blobs);
+        var states = new TrainStateStore(Path.Combine(options.DataDirectory, "train-states"));
+        using var training = new TrainRoundExecutor(key, blobs, splits, states, logger) { Threads = options.TrainingThreads, Fault = options.SimulateFault };
+        using var replays = new TrainReplayExecutor(blobs, splits, training, logger) { Threads = options.TrainingThreads, Fault = options.SimulateFault };
+        using var challenges = new ChallengeExecutor(blobs, logger) { Threads = options.TrainingThreads };
         using var models = new ModelCache((input, device, ct) => ModelCache.LoadAsync(blobs, input, device, options.InferenceThreads, ct));
         var engines = options.Engines.Select(e => new ExternalEngine(e)).ToList();
         using var disposeEngines = new EngineList(engines);
@@ -89,9 +93,12 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         await using var inference = new InferenceHost(models, logger, time, engines) { Fault = options.SimulateFault };
         Inference = inference;
         var executors = options.Executors ?? TaskExecutors.CreateDefault(probe, time);
-        if (!executors.TryGet(training.Kind, out _))
+        foreach (var executor in new ITaskExecutor[] { training, replays, new TrainStateExecutor(states, blobs), challenges })
         {
-            executors.Add(training);
+            if (!executors.TryGet(executor.Kind, out _))
+            {
+                executors.Add(executor);
+            }
         }
 
         if (!executors.TryGet(Core.Inference.ServeTaskInput.Kind, out _))

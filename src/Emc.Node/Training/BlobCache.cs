@@ -83,6 +83,53 @@ public sealed class BlobCache
     public async Task<byte[]> GetBytesAsync(string hash, CancellationToken cancellationToken) =>
         await File.ReadAllBytesAsync(await GetPathAsync(hash, cancellationToken), cancellationToken);
 
+    /// <summary>
+    /// The blob's bytes without keeping it: read from the cache when it is there, else downloaded into memory
+    /// and verified. For work beside the node's own rounds (replays), whose blobs the rounds may evict.
+    /// </summary>
+    public async Task<byte[]> FetchAsync(string hash, CancellationToken cancellationToken)
+    {
+        if (!Core.Crypto.ContentHash.IsValid(hash))
+        {
+            throw new InvalidDataException($"'{hash}' is not a blob hash.");
+        }
+
+        try
+        {
+            var path = Path.Combine(_root, hash);
+            if (File.Exists(path))
+            {
+                return await File.ReadAllBytesAsync(path, cancellationToken);
+            }
+        }
+        catch (FileNotFoundException)
+        {
+            // Evicted meanwhile: download it.
+        }
+
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                using var response = await _http.GetAsync($"api/v1/blobs/{hash}", cancellationToken);
+                if (response.StatusCode == HttpStatusCode.NotFound)
+                {
+                    throw new InvalidDataException($"The coordinator has no blob {hash}.");
+                }
+
+                response.EnsureSuccessStatusCode();
+                var bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+                Interlocked.Add(ref _downloaded, bytes.Length);
+                var actual = Core.Crypto.ContentHash.Of(bytes);
+                return actual == hash ? bytes : throw new InvalidDataException($"Blob {hash} arrived with sha256 {actual}; it was discarded.");
+            }
+            catch (HttpRequestException) when (attempt < Attempts)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds((200 * attempt * attempt) + Random.Shared.Next(100)), cancellationToken);
+            }
+        }
+    }
+
     /// <summary>Uploads <paramref name="content"/> unless the coordinator has it; returns its hash.</summary>
     public Task<string> UploadAsync(byte[] content, CancellationToken cancellationToken) =>
         UploadAsync(content.AsMemory(), cancellationToken);

@@ -18,22 +18,27 @@ namespace Emc.Node.Training;
 /// round's weights (cached), evaluate those weights on the assigned held-out examples, run the inner
 /// steps on the assigned batches, upload the pseudo-gradient Δ = W − θ and return a signed manifest.
 /// The model, its inner optimizer state and the decoded data stay in memory between rounds of the
-/// same job, so a node that stays in a job keeps its AdamW moments, as DiLoCo's workers do.
+/// same job, so a node that stays in a job keeps its AdamW moments, as DiLoCo's workers do. Before its
+/// steps the node commits to that state: its sha256 goes into the manifest and the state into the
+/// <see cref="TrainStateStore"/>, from which a replay of the round is served ("train-state").
 /// </summary>
 public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
 {
     private readonly NodeKey _key;
     private readonly BlobCache _blobs;
+    private readonly SplitCache _splits;
+    private readonly TrainStateStore _states;
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly TorchThread _torch = new("emc-training");
-    private readonly Dictionary<string, ExampleSet> _splits = new(StringComparer.Ordinal);
     private JobSession? _session;
 
-    public TrainRoundExecutor(NodeKey key, BlobCache blobs, ILogger logger)
+    public TrainRoundExecutor(NodeKey key, BlobCache blobs, SplitCache splits, TrainStateStore states, ILogger logger)
     {
         _key = key;
         _blobs = blobs;
+        _splits = splits;
+        _states = states;
         _logger = logger;
     }
 
@@ -47,6 +52,9 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
     /// given fraction of rounds; null (the default) for an honest node.
     /// </summary>
     public FaultSimulation? Fault { get; init; }
+
+    /// <summary>The thread all of this executor's torch work runs on (replays of TorchScript jobs share it: such models draw dropout from libtorch's global generator).</summary>
+    internal TorchThread Torch => _torch;
 
     public async Task<string> RunAsync(TaskContext context, CancellationToken cancellationToken)
     {
@@ -111,7 +119,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
 
         // Every torch call of the job runs on the executor's one training thread.
         var fault = Fault is { } simulated && simulated.Strikes(Random.Shared.NextDouble()) ? simulated.Mode : FaultMode.None;
-        var outcome = await _torch.RunAsync(() => RunTorchWork(session, work, share, weightsPath, budgetClock, fault, cancellationToken), cancellationToken);
+        var outcome = await _torch.RunAsync(() => RunTorchWork(session, work, share, weightsPath, budgetClock, fault, _states, cancellationToken), cancellationToken);
         var baseHash = work.Weights ?? outcome.InitialWeightsHash!;
         if (outcome.InitialWeights is { } initial && share.UploadInitialWeights)
         {
@@ -133,6 +141,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
             Node = _key.Address.ToString(),
             BaseWeights = baseHash,
             VectorLength = session.Start.Length,
+            InnerState = outcome.InnerState,
             Update = update,
             UpdateBytes = outcome.Update?.Length ?? 0,
             Precision = work.Precision,
@@ -150,7 +159,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
     /// the session's start vector: the round's weights are read into it, and after the inner steps
     /// the trained weights are subtracted from it in place, leaving Δ there to encode.
     /// </summary>
-    private static RoundOutcome RunTorchWork(JobSession session, RoundWork work, MemberWork share, string? weightsPath, Stopwatch budgetClock, FaultMode fault, CancellationToken cancellationToken)
+    private static RoundOutcome RunTorchWork(JobSession session, RoundWork work, MemberWork share, string? weightsPath, Stopwatch budgetClock, FaultMode fault, TrainStateStore states, CancellationToken cancellationToken)
     {
         byte[]? initialWeights = null;
         string? initialHash = null;
@@ -199,38 +208,26 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         var steps = 0;
         var watch = Stopwatch.StartNew();
         ReadOnlyMemory<byte>? update = null;
+        string? innerState = null;
         if (share.Steps > 0)
         {
-            var stream = new SampleStream(work.Seed, work.Shuffle, work.TrainExamples);
-            var batches = stream.Batches(share.StreamStart, share.Steps, work.BatchSize);
-            if (session.IsText)
+            var batches = InnerSteps.Batches(work.Seed, work.Shuffle, work.TrainExamples, share.StreamStart, share.Steps, work.BatchSize, session.IsText ? session.Context : 0);
+
+            // The commitment: a replay of this round starts from exactly this state.
+            if (session.Trainer.ExportState() is { } state)
             {
-                foreach (var batch in batches)
-                {
-                    for (var i = 0; i < batch.Length; i++)
-                    {
-                        batch[i] = session.Position(batch[i]);
-                    }
-                }
+                innerState = states.Commit(state);
             }
 
             // Chunks let a slow node stop at its time budget and still hand in what it did.
-            var budget = TimeSpan.FromSeconds(work.TimeBudgetSeconds > 0 ? work.TimeBudgetSeconds : double.MaxValue / 2);
-            const int Chunk = 8;
+            var budget = work.TimeBudgetSeconds > 0 && work.TimeBudgetSeconds < 1e9 ? TimeSpan.FromSeconds(work.TimeBudgetSeconds) : TimeSpan.MaxValue;
             var limit = fault switch
             {
                 FaultMode.Lazy => Math.Max(1, (int)Math.Ceiling(batches.Count * FaultSimulation.LazyStepFraction)),
                 FaultMode.Copy => 0,
                 _ => batches.Count,
             };
-            while (steps < limit && (steps == 0 || budgetClock.Elapsed < budget))
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var take = Math.Min(Chunk, limit - steps);
-                var result = session.Trainer.Run(session.Model, session.Train, batches.Skip(steps).Take(take).ToList(), share.StepOffset + steps, cancellationToken);
-                losses.AddRange(result.Losses);
-                steps += take;
-            }
+            (losses, steps) = InnerSteps.Run(session.Trainer, session.Model, session.Train, batches, share.StepOffset, limit, budgetClock, budget, cancellationToken);
 
             session.Model.SubtractFrom(session.Start);
             if (fault is FaultMode.Lazy or FaultMode.Copy)
@@ -256,7 +253,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         }
 
         watch.Stop();
-        return new RoundOutcome(initialWeights, initialHash, eval, losses, steps, watch.Elapsed.TotalSeconds, update);
+        return new RoundOutcome(initialWeights, initialHash, eval, losses, steps, watch.Elapsed.TotalSeconds, update, innerState);
     }
 
     private async Task<JobSession> SessionAsync(RoundWork work, string device, CancellationToken cancellationToken)
@@ -269,22 +266,20 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
 
         _session?.Dispose();
         _session = null;
-        ForgetSplitsExcept(work.DatasetManifest, work.TrainSplit, work.EvalSplit);
-        var manifestBytes = await _blobs.GetBytesAsync(work.DatasetManifest, cancellationToken);
-        var manifest = JsonSerializer.Deserialize<DatasetManifest>(manifestBytes, EmcJson.Options)
-            ?? throw new InvalidDataException("the dataset manifest is empty");
+        await _splits.RetainAsync(work.DatasetManifest, work.TrainSplit, work.EvalSplit, cancellationToken);
+        var manifest = await _splits.ManifestAsync(work.DatasetManifest, cancellationToken);
         if (!manifest.Splits.TryGetValue(work.TrainSplit, out var trainSplit))
         {
             throw new InvalidDataException($"the dataset has no '{work.TrainSplit}' split");
         }
 
-        var train = await SplitAsync(work.DatasetManifest, work.TrainSplit, trainSplit, cancellationToken);
+        var train = await _splits.GetAsync(work.DatasetManifest, work.TrainSplit, trainSplit, cancellationToken);
         ExampleSet? eval = null;
         if (work.EvalSplit is { } evalName)
         {
             eval = evalName == work.TrainSplit
                 ? train
-                : manifest.Splits.TryGetValue(evalName, out var evalSplit) ? await SplitAsync(work.DatasetManifest, evalName, evalSplit, cancellationToken) : throw new InvalidDataException($"the dataset has no '{evalName}' split");
+                : manifest.Splits.TryGetValue(evalName, out var evalSplit) ? await _splits.GetAsync(work.DatasetManifest, evalName, evalSplit, cancellationToken) : throw new InvalidDataException($"the dataset has no '{evalName}' split");
         }
 
         string? script = work.Model.Script is { } scriptHash ? await _blobs.GetPathAsync(scriptHash, cancellationToken) : null;
@@ -296,21 +291,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         }
 
         var isText = manifest.Task == DatasetTask.LanguageModeling;
-        var inner = new InnerOptions
-        {
-            Optimizer = work.Inner.Optimizer ?? InnerOptions.AdamW,
-            LearningRate = work.Inner.LearningRate ?? 1e-3,
-            WeightDecay = work.Inner.WeightDecay ?? 0,
-            Beta1 = work.Inner.Beta1,
-            Beta2 = work.Inner.Beta2,
-            Momentum = work.Inner.Momentum,
-            Schedule = work.Inner.Schedule,
-            WarmupSteps = work.Inner.WarmupSteps,
-            TotalSteps = Math.Max(1, work.TotalSteps),
-            MinLrFraction = work.Inner.MinLrFraction,
-            MicroBatch = work.MicroBatch,
-            GradClip = work.Inner.GradClip,
-        };
+        var inner = InnerSteps.Options(work.Inner, work.MicroBatch, work.TotalSteps);
         var session = new JobSession(
             key,
             () => TrainableModel.Create(work.Model, trainSplit.SampleShape, trainSplit.Classes, isText, device, work.Seed, script),
@@ -327,70 +308,6 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         };
         _session = session;
         return session;
-    }
-
-    /// <summary>A decoded split, kept across jobs on the same dataset so that a new job neither decodes it again nor holds it twice.</summary>
-    private async Task<ExampleSet> SplitAsync(string manifestHash, string name, SplitManifest split, CancellationToken cancellationToken)
-    {
-        var key = manifestHash + "|" + name;
-        if (!_splits.TryGetValue(key, out var set))
-        {
-            set = await LoadSplitAsync(split, cancellationToken);
-            _splits[key] = set;
-        }
-
-        return set;
-    }
-
-    /// <summary>
-    /// Drops the decoded splits a new job does not use and, when that freed any, collects them at once:
-    /// otherwise the old dataset would still sit in the heap while the new one is decoded.
-    /// </summary>
-    private void ForgetSplitsExcept(string manifestHash, string trainSplit, string? evalSplit)
-    {
-        var keep = new HashSet<string>(StringComparer.Ordinal) { manifestHash + "|" + trainSplit };
-        if (evalSplit is not null)
-        {
-            keep.Add(manifestHash + "|" + evalSplit);
-        }
-
-        var stale = _splits.Keys.Where(k => !keep.Contains(k)).ToList();
-        foreach (var key in stale)
-        {
-            _splits.Remove(key);
-        }
-
-        if (stale.Count > 0)
-        {
-            System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
-            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
-        }
-    }
-
-    private async Task<ExampleSet> LoadSplitAsync(SplitManifest split, CancellationToken cancellationToken)
-    {
-        var blocks = new List<ExampleBlock>(split.Shards.Count);
-        var buffer = Array.Empty<byte>(); // one read buffer for every shard: no shard-sized garbage per shard
-        foreach (var shard in split.Shards.OrderBy(s => s.First))
-        {
-            var path = await _blobs.GetPathAsync(shard.Sha256, cancellationToken);
-            await using var file = File.OpenRead(path);
-            if (file.Length > Array.MaxLength)
-            {
-                throw new InvalidDataException($"shard {shard.Sha256} is {file.Length} bytes, more than one buffer holds");
-            }
-
-            var length = (int)file.Length;
-            if (buffer.Length < length)
-            {
-                buffer = new byte[length];
-            }
-
-            await file.ReadExactlyAsync(buffer.AsMemory(0, length), cancellationToken);
-            blocks.Add(ShardCodec.Decode(buffer.AsSpan(0, length)));
-        }
-
-        return new ExampleSet(blocks);
     }
 
     /// <summary>What a node keeps between rounds of one job.</summary>
@@ -459,7 +376,10 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         }
 
         /// <summary>The example index, or for text the first byte of window <paramref name="index"/>.</summary>
-        public long Position(long index) => IsText ? index * context : index;
+        public long Position(long index) => IsText ? index * Context : index;
+
+        /// <summary>The context of a text model (bytes per window); 0 otherwise.</summary>
+        public int Context { get; } = context;
 
         /// <summary>A fresh model from the seed and fresh optimizer state (the job's first round).</summary>
         public void ResetModel()
@@ -476,7 +396,7 @@ public sealed partial class TrainRoundExecutor : ITaskExecutor, IDisposable
         }
     }
 
-    private sealed record RoundOutcome(byte[]? InitialWeights, string? InitialWeightsHash, EvalStats? Eval, List<float> Losses, int Steps, double TrainSeconds, ReadOnlyMemory<byte>? Update);
+    private sealed record RoundOutcome(byte[]? InitialWeights, string? InitialWeightsHash, EvalStats? Eval, List<float> Losses, int Steps, double TrainSeconds, ReadOnlyMemory<byte>? Update, string? InnerState);
 
     private static partial class Log
     {

@@ -4,6 +4,7 @@ using Emc.Coordinator.Ledger;
 using Emc.Coordinator.Tests.Infrastructure;
 using Emc.Coordinator.Tests.Training;
 using Emc.Core.Identity;
+using Emc.Core.Pricing;
 using Emc.Core.Registry;
 using Emc.Core.Training;
 using Emc.Ledger;
@@ -17,7 +18,8 @@ public sealed class TrainingPaymentTests
     [Fact]
     public async Task PaidJob_PaysStakedNodesPerRound_TakesTheFee_RefundsTheRest_AndTheBooksBalance()
     {
-        await using var coordinator = await TestCoordinator.StartAsync();
+        // A price at which a round of this small model is worth thousands of units, so rounding is negligible.
+        await using var coordinator = await TestCoordinator.StartAsync(services: s => s.AddSingleton(new PriceTable { TrainingUnitsPerPetaflop = 1_000_000_000_000 }));
         var erin = await coordinator.CreateUserAsync("erin", funds: 50_000_000);
         var csv = TrainingNetworkTests.WriteCsv(coordinator.DataDirectory, seed: 3);
         await erin.Api.UploadDatasetAsync("erin-data", "csv", null, null, [csv], CancellationToken.None);
@@ -40,6 +42,9 @@ public sealed class TrainingPaymentTests
 
         var done = await TrainingNetworkTests.WaitForEndAsync(erin.Api, job.Id, TimeSpan.FromMinutes(3));
         Assert.True(done.State == TrainingJobState.Completed, $"{done.State}: {done.Reason}");
+
+        // The refund follows the job's end (the model is registered first).
+        await WaitAsync(async () => await ledger.GetBalanceAsync(AccountId.ForEscrow(EscrowId.Job(job.Id)), CancellationToken.None) == 0, "the refund");
 
         // Every accepted member of every training round was paid once, the fee went to the treasury, and
         // what the job did not spend came back to erin.

@@ -275,9 +275,20 @@ internal sealed class InProcessNodes : IAsyncDisposable
 {
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _agents = [];
+    private readonly List<NodeAgent> _nodes = [];
     private readonly List<string> _directories = [];
 
-    public static async Task<InProcessNodes> StartAsync(TestCoordinator coordinator, int count)
+    /// <summary>The nodes' data folders, in start order.</summary>
+    public IReadOnlyList<string> Directories => _directories;
+
+    /// <summary>The nodes' ids, in start order.</summary>
+    public IReadOnlyList<string> NodeIds => [.. _nodes.Select(n => n.NodeId?.ToString() ?? "")];
+
+    /// <summary>
+    /// Starts <paramref name="count"/> agents with one training thread each. <paramref name="probe"/> is their
+    /// admission benchmark (default: a fixed 10 GFLOP/s); <paramref name="faults"/> the fault each commits on purpose.
+    /// </summary>
+    public static async Task<InProcessNodes> StartAsync(TestCoordinator coordinator, int count, IDeviceProbe? probe = null, IReadOnlyList<Core.Verification.FaultSimulation?>? faults = null)
     {
         var nodes = new InProcessNodes();
         for (var i = 0; i < count; i++)
@@ -292,10 +303,12 @@ internal sealed class InProcessNodes : IAsyncDisposable
                     DataDirectory = directory,
                     TrainingThreads = 1,
                     DrainTimeout = TimeSpan.FromSeconds(5),
+                    SimulateFault = faults is not null && i < faults.Count ? faults[i] : null,
                 },
-                new FixedProbe(),
+                probe ?? new FixedProbe(),
                 TimeProvider.System,
                 NullLogger<NodeAgent>.Instance);
+            nodes._nodes.Add(agent);
             nodes._agents.Add(Task.Run(() => agent.RunAsync(nodes._stop.Token)));
         }
 
