@@ -290,7 +290,25 @@ public sealed partial class TrainingVerifier : BackgroundService
         await _challengeSlots.WaitAsync(cancellationToken);
         try
         {
-            (status, evidence) = await RunChallengeAsync(info, node, claimedGflops, cancellationToken);
+            // A machine can be slow for a moment; an overstatement is slow every time. Only
+            // ChallengeAttempts too-slow results in a row prove it.
+            var slow = new List<string>();
+            for (var attempt = 1; attempt <= _options.ChallengeAttempts; attempt++)
+            {
+                (status, evidence) = await RunChallengeAsync(info, node, claimedGflops, cancellationToken);
+                if (status != ChallengeStatus.Faulty)
+                {
+                    break;
+                }
+
+                slow.Add(evidence);
+            }
+
+            if (status == ChallengeStatus.Faulty)
+            {
+                evidence = string.Join("; then ", slow);
+                ProveFault(info, info.RoundsClosed(), node, TrainingFaultKind.OverstatedHardware, evidence, [TrainingVerdicts.Coordinator], null);
+            }
         }
         catch (Exception ex) when (ex is SchedulingException or InvalidOperationException)
         {
@@ -349,7 +367,6 @@ public sealed partial class TrainingVerifier : BackgroundService
                 var waited = from is { } f ? (_time.GetUtcNow() - f).TotalSeconds : limit.TotalSeconds;
                 var (_, words) = MatmulChallenge.JudgeTime(work, claimedGflops, waited, _options.ChallengeTolerance, _options.ChallengeGrace.TotalSeconds, answered: false);
                 ChallengeJudged?.Invoke(new ChallengeResult(info.JobId, node, work, claimedGflops, waited, Passed: false, words));
-                ProveFault(info, info.RoundsClosed(), node, TrainingFaultKind.OverstatedHardware, words, [TrainingVerdicts.Coordinator], null);
                 return (ChallengeStatus.Faulty, words);
             }
 
@@ -363,7 +380,6 @@ public sealed partial class TrainingVerifier : BackgroundService
             ChallengeJudged?.Invoke(new ChallengeResult(info.JobId, node, work, claimedGflops, seconds, !tooSlow, evidence));
             if (tooSlow)
             {
-                ProveFault(info, info.RoundsClosed(), node, TrainingFaultKind.OverstatedHardware, evidence, [TrainingVerdicts.Coordinator], null);
                 return (ChallengeStatus.Faulty, evidence);
             }
 
