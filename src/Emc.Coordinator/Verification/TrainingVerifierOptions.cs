@@ -51,6 +51,13 @@ public sealed class TrainingVerifierOptions
     /// </summary>
     public double ChallengeTolerance { get; set; } = 3;
 
+    /// <summary>
+    /// Too-slow challenges in a row that prove an overstatement: after one, the node is challenged again at
+    /// once, and only a second too-slow result convicts it. Default 2: a busy moment does not repeat on
+    /// demand, a slower device does.
+    /// </summary>
+    public int ChallengeAttempts { get; set; } = 2;
+
     /// <summary>Seconds added to a challenge's limit for the task's own latency (lease, messages). Default 1.</summary>
     public TimeSpan ChallengeGrace { get; set; } = TimeSpan.FromSeconds(1);
 
@@ -82,9 +89,9 @@ public sealed class TrainingVerifierOptions
             errors.Add("the copy threshold must be in (0, 1]");
         }
 
-        if (ScoringExamples < 0 || ScoringThreads < 0 || MaxPendingReplays < 1 || ChallengeConcurrency < 1)
+        if (ScoringExamples < 0 || ScoringThreads < 0 || MaxPendingReplays < 1 || ChallengeConcurrency < 1 || ChallengeAttempts < 1)
         {
-            errors.Add("the scoring examples and threads must not be negative, the pending replays and challenge concurrency at least 1");
+            errors.Add("the scoring examples and threads must not be negative, the pending replays, challenge concurrency and attempts at least 1");
         }
 
         if (!(ReplayTolerance >= 0) || !double.IsFinite(ReplayTolerance))
