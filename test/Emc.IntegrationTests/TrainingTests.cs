@@ -88,7 +88,8 @@ public sealed class TrainingTests
         Assert.True(cleanAccuracy >= TwoEpochBar, $"two epochs reached {cleanAccuracy:0.0000}, below the bar {TwoEpochBar}");
         Assert.Equal(10_000, clean.Final.EvalExamples);
         Assert.Equal(3, clean.Nodes.Count);
-        Assert.All(clean.Nodes.Values, n => Assert.True(n.Samples > 0 && n.Rejected == 0, $"{n.Samples} samples, {n.Rejected} rejected"));
+        // Screening may leave an honest update out of its round on a suspicion; its replay then clears it. No node is at fault.
+        Assert.All(clean.Nodes.Values, n => Assert.True(n.Samples > 0 && n.Faults == 0 && n.Verified > 0, $"{n.Samples} samples, {n.Rejected} rejected, {n.Verified} of {n.Rounds} rounds verified, {n.Faults} faults"));
 
         // The same job again, with one node killed (SIGKILL) once two rounds are in.
         var killedId = await SubmitAsync(network, [.. OneEpochMlp, "--name", "killed"]);

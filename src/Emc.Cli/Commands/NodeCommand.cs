@@ -47,8 +47,8 @@ internal static class NodeCommand
         var simulateFault = new Option<string>("--simulate-fault")
         {
             Description = "Misbehave on purpose, to test a network's defences (docs/verification.md): sign-flip, random, scaled, lazy, copy "
-                + "(training updates), wrong-output[:FRACTION] (inference answers; default 0.1 of them) or overstated-hardware (admission "
-                + "and challenges). Never on a node that earns for real: its faults are caught and its stake slashed.",
+                + "(training updates), withhold-state (training replays), wrong-output[:FRACTION] (inference answers; default 0.1 of them) or "
+                + "overstated-hardware (admission and challenges). Never on a node that earns for real: its faults are caught and its stake slashed.",
         };
         var command = new Command("node", "Run a node agent: register with the coordinator and take work.") { coordinator, name, data, devices, labels, price, threads, inferenceThreads, engines, simulateFault };
         command.SetAction(async (result, _) =>

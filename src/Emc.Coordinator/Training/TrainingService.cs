@@ -987,6 +987,36 @@ public sealed partial class TrainingService : BackgroundService
     /// less the protocol fee. The keys name the job, round and node, so paying a round again (after a
     /// restart) changes nothing. A job without a budget pays nothing.
     /// </summary>
+    /// <summary>
+    /// Pays a node-round that a replay verified but that was left out of its round's aggregate (its update
+    /// was flagged at round close): the work was done and checked, so it is paid like an accepted one.
+    /// Returns false when the job has ended or has no budget.
+    /// </summary>
+    public Task<bool> PayClearedAsync(string jobId, long round, string node, long samples, CancellationToken cancellationToken) =>
+        CallAsync(
+            async () =>
+            {
+                if (!_jobs.TryGetValue(jobId, out var job) || job.Spec.Budget is null || samples <= 0)
+                {
+                    return false;
+                }
+
+                var key = node.ToLowerInvariant();
+                await PayRoundAsync(
+                    job,
+                    new RoundSummary
+                    {
+                        Round = round,
+                        AcceptedSamples = new Dictionary<string, long>(StringComparer.Ordinal) { [key] = samples },
+                        AcceptedClasses = job.NodeClasses.TryGetValue(key, out var cls)
+                            ? new Dictionary<string, string>(StringComparer.Ordinal) { [key] = cls }
+                            : new Dictionary<string, string>(StringComparer.Ordinal),
+                    },
+                    cancellationToken);
+                return true;
+            },
+            cancellationToken);
+
     private async Task PayRoundAsync(ActiveJob job, RoundSummary summary, CancellationToken cancellationToken)
     {
         if (job.Spec.Budget is null || summary.AcceptedSamples.Count == 0)

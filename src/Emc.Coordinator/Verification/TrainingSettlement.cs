@@ -9,10 +9,11 @@ namespace Emc.Coordinator.Verification;
 
 /// <summary>
 /// Settles training rounds' payments by the verifier's verdicts: a verified node-round's held payment is
-/// released to the node at once; a node-round proven faulty has its payment voided (back to the job's
+/// released to the node at once (a node-round left out of its aggregate on a suspicion its replay cleared
+/// is paid first); a node-round proven faulty has its payment voided (back to the job's
 /// escrow, or to its owner once the job has ended) and the node's stake slashed, once per fault.
 /// </summary>
-public sealed partial class TrainingSettlement(TrainingVerifier verifier, LedgerService ledger, SlashingService slashing, TrainingStore store, ILogger<TrainingSettlement> logger) : IHostedService
+public sealed partial class TrainingSettlement(TrainingVerifier verifier, LedgerService ledger, SlashingService slashing, TrainingStore store, TrainingService training, ILogger<TrainingSettlement> logger) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -32,6 +33,12 @@ public sealed partial class TrainingSettlement(TrainingVerifier verifier, Ledger
     public async Task<bool> ReleaseAsync(VerifiedNodeRound verified, CancellationToken cancellationToken)
     {
         var key = LedgerService.TrainingPaymentKey(verified.JobId, verified.Round, verified.Node);
+        if (ledger.Ledger.GetPayment(key) is null && !verified.Aggregated)
+        {
+            // Flagged at round close, so left out of the aggregate and unpaid; its replay cleared it.
+            await training.PayClearedAsync(verified.JobId, verified.Round, verified.Node, verified.Samples, cancellationToken);
+        }
+
         if (ledger.Ledger.GetPayment(key) is not { Status: PaymentStatus.Held })
         {
             return false;

@@ -31,6 +31,9 @@ public enum FaultMode
 
     /// <summary>Admission and challenges: claims ten times the compute and memory bandwidth it measured.</summary>
     OverstatedHardware,
+
+    /// <summary>Training: commits to its inner optimizer state in every manifest but does not keep it, so it cannot hand it over when its round is replayed.</summary>
+    WithholdState,
 }
 
 /// <summary>A <see cref="FaultMode"/> and, for modes that act on some of the work only, the fraction of it.</summary>
@@ -52,7 +55,7 @@ public sealed record FaultSimulation(FaultMode Mode, double Fraction = 1)
 
     /// <summary>The wire and command-line names of the modes, in the order of <see cref="FaultMode"/>.</summary>
     public static IReadOnlyList<string> ModeNames { get; } =
-        ["none", "sign-flip", "random", "scaled", "lazy", "copy", "wrong-output", "overstated-hardware"];
+        ["none", "sign-flip", "random", "scaled", "lazy", "copy", "wrong-output", "overstated-hardware", "withhold-state"];
 
     /// <summary>The mode's name, as <see cref="Parse"/> reads it.</summary>
     public static string Name(FaultMode mode) => ModeNames[(int)mode];

@@ -82,7 +82,7 @@ public sealed partial class NodeAgent(NodeAgentOptions options, IDeviceProbe pro
         using var blobHttp = new HttpClient(signer.CreateHandler()) { BaseAddress = options.Coordinator, Timeout = Timeout.InfiniteTimeSpan };
         var blobs = new BlobCache(blobHttp, Path.Combine(options.DataDirectory, "blobs"));
         using var splits = new SplitCache(blobs);
-        var states = new TrainStateStore(Path.Combine(options.DataDirectory, "train-states"));
+        var states = new TrainStateStore(Path.Combine(options.DataDirectory, "train-states")) { Forgetful = options.SimulateFault?.Mode == Core.Verification.FaultMode.WithholdState };
         using var training = new TrainRoundExecutor(key, blobs, splits, states, logger) { Threads = options.TrainingThreads, Fault = options.SimulateFault };
         using var replays = new TrainReplayExecutor(blobs, splits, training, logger) { Threads = options.TrainingThreads, Fault = options.SimulateFault };
         using var challenges = new ChallengeExecutor(blobs, logger) { Threads = options.TrainingThreads };

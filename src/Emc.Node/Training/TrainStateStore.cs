@@ -42,11 +42,22 @@ public sealed class TrainStateStore
     /// <summary>States kept.</summary>
     public int Keep { get; }
 
+    /// <summary>
+    /// The simulated fault <c>withhold-state</c>: states are committed to (hashed) but not kept, so the node
+    /// cannot upload one when its round is replayed. False for an honest node.
+    /// </summary>
+    public bool Forgetful { get; init; }
+
     /// <summary>Stores <paramref name="state"/> and returns its sha256, the commitment that goes into the manifest.</summary>
     public string Commit(ReadOnlySpan<byte> state)
     {
         var hash = Core.Crypto.ContentHash.Of(state);
         var path = Path.Combine(_directory, hash);
+        if (Forgetful)
+        {
+            return hash;
+        }
+
         lock (_lock)
         {
             if (!File.Exists(path))

@@ -43,20 +43,9 @@ public sealed class TrainingVerificationNetworkTests(ITestOutputHelper output)
     [Fact]
     public async Task MemberThatDoesNotKeepItsCommittedStates_IsProvenFaulty_AndNobodyElse()
     {
-        // The fifth node loses every inner optimizer state it commits to, so it cannot upload one when its round is replayed.
-        var run = await RunAsync(fault: null, output, async (nodes, stop) =>
-        {
-            var states = Path.Combine(nodes.Directories[Faulty], "train-states");
-            while (!stop.IsCancellationRequested)
-            {
-                foreach (var file in Directory.Exists(states) ? Directory.GetFiles(states) : [])
-                {
-                    File.Delete(file);
-                }
-
-                await Task.Delay(20, CancellationToken.None);
-            }
-        });
+        // The fifth node keeps none of the inner optimizer states it commits to (--simulate-fault withhold-state),
+        // so it cannot upload one when its round is replayed.
+        var run = await RunAsync(new FaultSimulation(FaultMode.WithholdState), output);
         output.WriteLine(run.Describe());
 
         Assert.True(run.Job.State == TrainingJobState.Completed, $"{run.Job.State}: {run.Job.Reason}");
@@ -81,6 +70,10 @@ public sealed class TrainingVerificationNetworkTests(ITestOutputHelper output)
         Assert.True(clean.Rounds.Sum(r => r.Aggregated.Count) >= 0.8 * 5 * clean.Job.Round, clean.Describe());
         Assert.All(clean.Nodes, node => Assert.Equal(clean.Job.Round, clean.Verified.Count(v => SameNode(v.Node, node))));
         Assert.Contains(clean.Verified, v => v.Check == NodeRoundCheck.Replayed);
+        var rates = clean.PaidPerSample(clean.Nodes);
+        Assert.Equal(clean.Nodes.Count, rates.Count);
+        Assert.True(rates.Values.Max() <= 1.05 * rates.Values.Min(), $"honest pay per sample differs: {string.Join(", ", rates.Values)}");
+        Assert.All(clean.Nodes, n => Assert.Equal(0, clean.Money[n].Slashed + clean.Money[n].Voided));
         Assert.True(clean.Job.Final?.EvalAccuracy > 0.85, $"accuracy {clean.Job.Final?.EvalAccuracy}");
     }
 
@@ -190,6 +183,13 @@ public sealed class TrainingVerificationNetworkTests(ITestOutputHelper output)
         await stop.CancelAsync();
         await meddling;
         log?.WriteLine($"{fault?.ToString() ?? "clean"}: {(DateTime.UtcNow - started).TotalSeconds:0.#} s, claimed {MeasuredProbe.Gflops:0.#} GFLOP/s");
+        // Every verified node-round is paid: at round close, or (flagged, then cleared by its replay) when its verdict comes.
+        var paidBy = DateTime.UtcNow.AddSeconds(15);
+        while (verified.Any(v => ledger.Ledger.GetPayment(LedgerService.TrainingPaymentKey(v.JobId, v.Round, v.Node)) is null) && DateTime.UtcNow < paidBy)
+        {
+            await Task.Delay(50);
+        }
+
         var journal = new List<Emc.Ledger.LedgerTransaction>();
         for (var page = await ledger.Ledger.GetTransactionsAsync(0, 1000, CancellationToken.None); page.Count > 0; page = await ledger.Ledger.GetTransactionsAsync(journal[^1].Sequence, 1000, CancellationToken.None))
         {
@@ -204,7 +204,8 @@ public sealed class TrainingVerificationNetworkTests(ITestOutputHelper output)
                 journal.Where(t => t.Kind == Emc.Ledger.TransactionKind.Slash && SameNode(t.Subject.Node?.ToString() ?? "", n)).Sum(t => t.Entries.Where(e => e.Amount > 0).Sum(e => e.Amount))),
             StringComparer.OrdinalIgnoreCase);
         Assert.Equal(0, (await ledger.Ledger.GetBalancesAsync(CancellationToken.None)).Values.Sum());
-        return new JobRun(done, [.. rounds], nodes.NodeIds, [.. faults], [.. verified], [.. challenges]) { Money = money };
+        var paid = journal.Where(t => t.Kind == Emc.Ledger.TransactionKind.Pay).Select(t => t.IdempotencyKey).ToHashSet(StringComparer.Ordinal);
+        return new JobRun(done, [.. rounds], nodes.NodeIds, [.. faults], [.. verified], [.. challenges]) { Money = money, PaidKeys = paid };
     }
 
     /// <summary>Four classes of Gaussian blobs in 12 dimensions that overlap: accuracy tops out near 0.97.</summary>
@@ -237,13 +238,20 @@ public sealed class TrainingVerificationNetworkTests(ITestOutputHelper output)
     {
         public Dictionary<string, NodeMoney> Money { get; init; } = [];
 
-        /// <summary>Units paid (net of voids) per sample of work that went into an aggregate, per node that was paid.</summary>
+        /// <summary>The keys of the payments made (pay:JOB:rROUND:NODE).</summary>
+        public HashSet<string> PaidKeys { get; init; } = [];
+
+        /// <summary>
+        /// Units paid (net of voids) per sample of verified, paid work, per node that was paid. (A node-round
+        /// whose replay clears it only after the job has ended and refunded its escrow goes unpaid; see
+        /// docs/ledger.md.)
+        /// </summary>
         public Dictionary<string, double> PaidPerSample(IEnumerable<string> nodes)
         {
             var rates = new Dictionary<string, double>(StringComparer.OrdinalIgnoreCase);
             foreach (var node in nodes)
             {
-                var samples = Rounds.Sum(r => r.AcceptedSamples.Where(p => SameNode(p.Key, node)).Sum(p => p.Value));
+                var samples = Verified.Where(v => SameNode(v.Node, node) && PaidKeys.Contains(LedgerService.TrainingPaymentKey(v.JobId, v.Round, v.Node))).Sum(v => v.Samples);
                 if (samples > 0 && Money[node].Paid > 0)
                 {
                     rates[node] = (double)(Money[node].Paid - Money[node].Voided) / samples;

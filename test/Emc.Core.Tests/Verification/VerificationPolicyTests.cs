@@ -14,6 +14,7 @@ public sealed class FaultSimulationTests
     [InlineData("wrong-output", FaultMode.WrongOutput, 0.1)]
     [InlineData("Wrong-Output:0.25", FaultMode.WrongOutput, 0.25)]
     [InlineData("overstated-hardware", FaultMode.OverstatedHardware, 1.0)]
+    [InlineData("withhold-state", FaultMode.WithholdState, 1.0)]
     [InlineData("lazy:0.5", FaultMode.Lazy, 0.5)]
     public void Parse_ReadsEveryModeAndFraction(string text, FaultMode mode, double fraction)
     {
