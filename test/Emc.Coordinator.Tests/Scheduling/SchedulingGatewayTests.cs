@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using Emc.Client;
 using Emc.Contracts.Node.V1;
+using Emc.Coordinator.Registry;
 using Emc.Coordinator.Tests.Infrastructure;
 using Emc.Core.Identity;
 using Emc.Core.Scheduling;
@@ -147,7 +148,9 @@ public sealed class SchedulingGatewayTests
             // The coordinator stops while the node's stream is still open, as in a crash: the node's
             // lease must survive. (A node whose stream ends while the coordinator runs is lost, and its
             // work is rightly reissued, so the node is closed only after the coordinator.)
-            var first = await TestCoordinator.StartAsync(data);
+            // This node sends no heartbeats until it reconnects: the liveness timeout is long enough that a
+            // loaded machine does not declare it lost (and reissue its lease) before the coordinator stops.
+            var first = await TestCoordinator.StartAsync(data, SlowLiveness);
             var node = await NodeConnection.OpenAsync(first.Channel, key, Registrations.Valid("worker"), "test", CancellationToken.None);
             try
             {
@@ -165,7 +168,7 @@ public sealed class SchedulingGatewayTests
                 await node.DisposeAsync();
             }
 
-            await using var second = await TestCoordinator.StartAsync(data);
+            await using var second = await TestCoordinator.StartAsync(data, SlowLiveness);
             var job = await second.Api.GetJobAsync(jobId, CancellationToken.None);
             Assert.Equal(new TaskCounts(1, 0, 1, 1, 0, 0), job.Tasks);
 
@@ -187,6 +190,12 @@ public sealed class SchedulingGatewayTests
             Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
             Directory.Delete(data, recursive: true);
         }
+    }
+
+    private static void SlowLiveness(RegistryOptions options)
+    {
+        TestCoordinator.FastLiveness(options);
+        options.HeartbeatTimeout = TimeSpan.FromSeconds(60);
     }
 
     [Fact]
