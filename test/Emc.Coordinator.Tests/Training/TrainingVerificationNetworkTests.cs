@@ -52,7 +52,9 @@ public sealed class TrainingVerificationNetworkTests(ITestOutputHelper output)
         var fault = Assert.Single(run.Faults);
         Assert.True(SameNode(run.Nodes[Faulty], fault.Node), $"{fault.Node} was proven faulty");
         Assert.Equal(TrainingFaultKind.StateWithheld, fault.Kind);
-        Assert.True(fault.RoundsClosed <= 3, $"proven after {fault.RoundsClosed} rounds");
+        // The first state it can withhold is round 2's (round 1 starts from a fresh optimizer), and the replay
+        // that asks for it runs in the background while later rounds train: proven within two rounds of that.
+        Assert.True(fault.RoundsClosed <= 4, $"proven after {fault.RoundsClosed} rounds");
         Assert.Contains("holds no committed state", fault.Evidence, StringComparison.Ordinal);
     }
 
