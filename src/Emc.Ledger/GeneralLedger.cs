@@ -467,6 +467,15 @@ public sealed class GeneralLedger : IDisposable
         }
     }
 
+    /// <summary>The nodes with unstakes not yet completed.</summary>
+    public IReadOnlyList<EthAddress> GetNodesUnstaking()
+    {
+        lock (_stateLock)
+        {
+            return _state.NodesUnstaking();
+        }
+    }
+
     /// <summary>The node's unstakes not yet completed, oldest first.</summary>
     public IReadOnlyList<PendingUnstake> GetPendingUnstakes(EthAddress node)
     {

@@ -36,6 +36,8 @@ internal sealed class LedgerState
 
     public List<HeldPayment> HeldPayments() => [.. _payments.Values.Where(p => p.Status == PaymentStatus.Held).OrderBy(p => p.Sequence)];
 
+    public List<EthAddress> NodesUnstaking() => [.. _unstakes.Where(p => p.Value.Count > 0).Select(p => p.Key)];
+
     public IReadOnlyList<PendingUnstake> Unstakes(EthAddress node) =>
         _unstakes.TryGetValue(node, out var list) ? [.. list] : [];
 

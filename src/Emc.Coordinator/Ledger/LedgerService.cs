@@ -105,7 +105,7 @@ public sealed partial class LedgerService : BackgroundService
             }
         }
 
-        foreach (var node in await NodesWithUnstakesAsync(cancellationToken))
+        foreach (var node in ledger.GetNodesUnstaking())
         {
             var due = ledger.GetPendingUnstakes(node).Where(u => u.DueAt <= now).ToList();
             if (due.Count == 0)
@@ -147,12 +147,6 @@ public sealed partial class LedgerService : BackgroundService
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
         }
-    }
-
-    private async Task<List<EthAddress>> NodesWithUnstakesAsync(CancellationToken cancellationToken)
-    {
-        var balances = await Ledger.GetBalancesAsync(cancellationToken);
-        return [.. balances.Where(b => b.Key.Kind == AccountKind.Unstaking && b.Value > 0 && b.Key.Address is not null).Select(b => b.Key.Address!.Value)];
     }
 
     private static partial class Log
