@@ -174,10 +174,21 @@ public sealed class TrainingTests
         }
 
         var payments = journal.Where(t => t.Kind == "Pay" && t.JobId == id).ToList();
-        var accepted = rounds.Sum(r => r.Accepted);
-        Assert.Equal(accepted, payments.Count);
-        Assert.Equal(payments.Count, payments.Select(p => (p.Round, p.Entries.Single(e => e.Account.StartsWith("held:", StringComparison.Ordinal)).Account)).Distinct().Count());
+        var paid = payments.Select(p => (Round: p.Round!.Value, Node: p.Entries.Single(e => e.Account.StartsWith("held:", StringComparison.Ordinal)).Account["held:".Length..].ToLowerInvariant())).ToList();
+        Assert.Equal(payments.Count, paid.Distinct().Count());
         Assert.Equal(payments.Count, payments.Select(p => p.Key).Distinct().Count());
+        var byRound = rounds.ToDictionary(r => r.Round);
+        foreach (var round in rounds)
+        {
+            Assert.All(round.AcceptedSamples.Keys, node => Assert.Contains((round.Round, node.ToLowerInvariant()), paid));
+        }
+
+        // Beyond the accepted members, only a member that screening left out of its round on a suspicion and whose
+        // replay then cleared it is paid (both nodes are honest, so none has a fault).
+        var cleared = paid.Where(p => !byRound[p.Round].AcceptedSamples.Keys.Any(n => string.Equals(n, p.Node, StringComparison.OrdinalIgnoreCase))).ToList();
+        Assert.All(cleared, p => Assert.Contains(byRound[p.Round].LeftOut.Keys, n => string.Equals(n, p.Node, StringComparison.OrdinalIgnoreCase)));
+        Assert.All(done.Nodes.Values, n => Assert.Equal(0, n.Faults));
+        Assert.Equal(rounds.Sum(r => r.AcceptedSamples.Count) + cleared.Count, payments.Count);
         var balances = journal.SelectMany(t => t.Entries).GroupBy(e => e.Account).ToDictionary(g => g.Key, g => g.Sum(e => e.Amount));
         Assert.Equal(0, balances.Values.Sum());
         Assert.Equal(0, balances.GetValueOrDefault($"escrow:job:{id}"));

@@ -982,12 +982,6 @@ public sealed partial class TrainingService : BackgroundService
     }
 
     /// <summary>
-    /// Pays each member whose update went into the round, from the job's escrow into the audit window
-    /// (<c>held:node</c>): samples × the model's training FLOPs, at the price of the node's benchmark class,
-    /// less the protocol fee. The keys name the job, round and node, so paying a round again (after a
-    /// restart) changes nothing. A job without a budget pays nothing.
-    /// </summary>
-    /// <summary>
     /// Pays a node-round that a replay verified but that was left out of its round's aggregate (its update
     /// was flagged at round close): the work was done and checked, so it is paid like an accepted one.
     /// Returns false when the job has ended or has no budget.
@@ -1017,6 +1011,12 @@ public sealed partial class TrainingService : BackgroundService
             },
             cancellationToken);
 
+    /// <summary>
+    /// Pays each member whose update went into the round, from the job's escrow into the audit window
+    /// (<c>held:node</c>): samples × the model's training FLOPs, at the price of the node's benchmark class,
+    /// less the protocol fee. The keys name the job, round and node, so paying a round again (after a
+    /// restart) changes nothing. A job without a budget pays nothing.
+    /// </summary>
     private async Task PayRoundAsync(ActiveJob job, RoundSummary summary, CancellationToken cancellationToken)
     {
         if (job.Spec.Budget is null || summary.AcceptedSamples.Count == 0)
