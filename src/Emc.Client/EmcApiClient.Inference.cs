@@ -12,6 +12,10 @@ public sealed partial class EmcApiClient
     public Task<DeploymentView> DeployAsync(DeploymentSpec spec, CancellationToken cancellationToken) =>
         SendAsync<DeploymentView>(HttpMethod.Post, "api/v1/deployments", spec, cancellationToken);
 
+    /// <summary>Adds <paramref name="amount"/> ledger units to a paid deployment's budget, from the account that reserved it; returns the deployment.</summary>
+    public Task<DeploymentView> TopUpDeploymentAsync(string id, long amount, string idempotencyKey, CancellationToken cancellationToken) =>
+        SendAsync<DeploymentView>(HttpMethod.Post, $"api/v1/deployments/{Uri.EscapeDataString(id)}/budget", new Core.Accounts.AmountRequest(amount), cancellationToken, idempotencyKey);
+
     /// <summary>Stops a deployment, by id or by model name; returns the id stopped.</summary>
     public async Task<string> UndeployAsync(string idOrName, CancellationToken cancellationToken) =>
         (await SendAsync<UndeployedView>(HttpMethod.Delete, $"api/v1/deployments/{Uri.EscapeDataString(idOrName)}", null, cancellationToken)).Id;

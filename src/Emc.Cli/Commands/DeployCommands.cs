@@ -11,7 +11,7 @@ namespace Emc.Cli.Commands;
 /// <summary>`emc model deploy`, `emc model undeploy` and `emc deployments`: models served by replicas on nodes.</summary>
 internal static class DeployCommands
 {
-    private static readonly string[] Header = ["ID", "KIND", "MODEL", "STATE", "REPLICAS", "DESIRED", "BATCH", "DEVICE", "REQUESTS", "TOKENS IN/OUT", "CREATED"];
+    private static readonly string[] Header = ["ID", "KIND", "MODEL", "STATE", "REPLICAS", "DESIRED", "BATCH", "DEVICE", "REQUESTS", "TOKENS IN/OUT", "BUDGET LEFT", "CREATED"];
 
     /// <summary>
     /// `emc model deploy NAME[:VERSION] --replicas MIN..MAX [--max-batch B] [--max-delay-us D] [--device cpu|cuda]`,
@@ -32,7 +32,8 @@ internal static class DeployCommands
             Description = "Deploy the external engine NAME that nodes expose (emc node --engine NAME=URL) instead of a registered model: "
                 + "replicas go to nodes that have it, and OpenAI requests for NAME pass through to it.",
         };
-        var command = new Command("deploy", "Serve a registered model, or an external engine, on nodes.") { coordinator, json, reference, replicas, maxBatch, maxDelay, device, maxOngoing, engine };
+        var budget = new Option<string?>("--budget") { Description = "EMC its requests may cost, reserved from your balance now (a user's deployment needs one); requests are refused once it is spent, and what is left is refunded at undeploy." };
+        var command = new Command("deploy", "Serve a registered model, or an external engine, on nodes.") { coordinator, json, reference, replicas, maxBatch, maxDelay, device, maxOngoing, engine, budget };
         command.SetAction(async (result, cancellationToken) =>
         {
             var isEngine = result.GetValue(engine);
@@ -56,8 +57,21 @@ internal static class DeployCommands
                 return 2;
             }
 
+            long? units = null;
+            if (result.GetValue(budget) is { } emc)
+            {
+                if (!LedgerCommands.TryParseAmount(emc, out var parsed, out var error))
+                {
+                    await Console.Error.WriteLineAsync($"emc model deploy: --budget: {error}");
+                    return 2;
+                }
+
+                units = parsed;
+            }
+
             var spec = new DeploymentSpec
             {
+                Budget = units,
                 Model = name,
                 Version = version,
                 Engine = isEngine,
@@ -76,6 +90,34 @@ internal static class DeployCommands
                     : view.Spec.Engine
                         ? $"Deployed engine {view.Spec.Model} as {view.Id} ({view.Spec.MinReplicas}..{view.Spec.MaxReplicas} replicas, on nodes started with --engine {view.Spec.Model}=URL). Call it with: emc chat {view.Spec.Model}, or the OpenAI API at /v1"
                         : $"Deployed {view.Spec.Model}:{view.Version} as {view.Id} ({view.Spec.MinReplicas}..{view.Spec.MaxReplicas} replicas). Call it with: emc infer {view.Spec.Model} --input FILE|JSON");
+            });
+        });
+        return command;
+    }
+
+    /// <summary>`emc model top-up ID EMC`: more budget for a paid deployment.</summary>
+    public static Command TopUp()
+    {
+        var coordinator = CommonOptions.Coordinator();
+        var json = CommonOptions.Json();
+        var target = new Argument<string>("deployment") { Description = "The deployment's id (emc deployments)." };
+        var amount = new Argument<string>("amount") { Description = "EMC to add, such as 2.5." };
+        var key = new Option<string?>("--idempotency-key") { Description = "Send this key instead of a fresh one, to retry without paying twice." };
+        var command = new Command("top-up", "Add to a paid deployment's budget from your balance.") { coordinator, json, target, amount, key };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            if (!LedgerCommands.TryParseAmount(result.GetValue(amount)!, out var units, out var error))
+            {
+                await Console.Error.WriteLineAsync($"emc model top-up: {error}");
+                return 2;
+            }
+
+            return await ApiCalls.CallAsync("model top-up", async () =>
+            {
+                var view = await ApiKeyLookup.Client(result, coordinator).TopUpDeploymentAsync(result.GetValue(target)!, units, result.GetValue(key) ?? Guid.NewGuid().ToString("N"), cancellationToken);
+                Console.WriteLine(result.GetValue(json)
+                    ? JsonSerializer.Serialize(view, EmcJson.Indented)
+                    : $"{view.Id}: {LedgerCommands.Emc(view.BudgetLeft ?? 0)} EMC left.");
             });
         });
         return command;
@@ -125,6 +167,7 @@ internal static class DeployCommands
                     ? d.Usage.Requests.ToString(CultureInfo.InvariantCulture)
                     : string.Create(CultureInfo.InvariantCulture, $"{d.Usage.Requests} ({d.Usage.Unmetered} unmetered)"),
                 string.Create(CultureInfo.InvariantCulture, $"{d.Usage.PromptTokens}/{d.Usage.CompletionTokens}"),
+                d.BudgetLeft is { } left ? LedgerCommands.Emc(left) + " EMC" : "free",
                 d.CreatedAt.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
             }));
             Console.WriteLine(Table.Format(rows));

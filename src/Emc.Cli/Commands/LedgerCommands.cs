@@ -227,7 +227,7 @@ internal static class LedgerCommands
         return true;
     }
 
-    private static string Emc(long units) => (units / (decimal)UnitsPerEmc).ToString("0.######", CultureInfo.InvariantCulture);
+    internal static string Emc(long units) => (units / (decimal)UnitsPerEmc).ToString("0.######", CultureInfo.InvariantCulture);
 
     private static string NewKey() => Guid.NewGuid().ToString("N");
 

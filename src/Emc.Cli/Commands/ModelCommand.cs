@@ -24,6 +24,7 @@ internal static class ModelCommand
         Export(),
         DeployCommands.Deploy(),
         DeployCommands.Undeploy(),
+        DeployCommands.TopUp(),
     };
 
     private static Command List()

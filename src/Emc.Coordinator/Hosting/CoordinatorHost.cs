@@ -120,7 +120,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         services.AddSingleton<NodeStateWriter>();
         services.AddHostedService(sp => sp.GetRequiredService<NodeStateWriter>());
         services.AddSingleton<ReadinessState>();
-        services.AddEmcLedger();
+        services.AddEmcLedger(options.DataDirectory);
         services.AddEmcScheduling(options.PlacementPolicy);
         services.AddEmcTraining(options.DataDirectory);
         services.AddOpenInferenceProtocol();

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Threading.Channels;
 using Emc.Coordinator.Accounts;
+using Emc.Coordinator.Ledger;
 using Emc.Coordinator.Scheduling;
 using Emc.Coordinator.Training;
 using Emc.Coordinator.Verification;
@@ -11,6 +12,7 @@ using Emc.Core.Hardware;
 using Emc.Core.Inference;
 using Emc.Core.Scheduling;
 using Emc.Core.Training;
+using Emc.Ledger;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -41,6 +43,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
     private readonly IUsageMeter _usage;
     private readonly InferenceAuditor _auditor;
     private readonly LocalReferee _referee;
+    private readonly InferenceBilling _billing;
     private readonly DeploymentOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -60,6 +63,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         IUsageMeter usage,
         InferenceAuditor auditor,
         LocalReferee referee,
+        InferenceBilling billing,
         DeploymentOptions options,
         TimeProvider timeProvider,
         ILoggerFactory loggers)
@@ -71,6 +75,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         _usage = usage;
         _auditor = auditor;
         _referee = referee;
+        _billing = billing;
         _options = options;
         _time = timeProvider;
         _loggers = loggers;
@@ -121,12 +126,36 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             throw new OipException(OipErrorKind.PayloadTooLarge, $"the inputs hold {bytes} bytes; a request may carry at most {ServingLimits.MaxTensorBytes}");
         }
 
-        var result = await deployment.Router.RouteAsync(new RoutedCall(request, deployment.Metadata, deadline), deadline, cancellationToken);
+        BillingTicket ticket;
+        try
+        {
+            ticket = _billing.Admit(deployment.Record.Id, _billing.RequestCharge);
+        }
+        catch (BudgetSpentException ex)
+        {
+            throw new OipException(OipErrorKind.PaymentRequired, ex.Message);
+        }
+
+        RouteResult<InferResponse> result;
+        try
+        {
+            result = await deployment.Router.RouteAsync(new RoutedCall(request, deployment.Metadata, deadline), deadline, cancellationToken);
+        }
+        catch
+        {
+            _billing.Cancel(ticket);
+            throw;
+        }
+
         if (result.Outcome == RouteOutcome.Success)
         {
+            // Metered before the answer leaves: a coordinator killed after this has the request in its journal.
+            _billing.Complete(ticket, result.NodeId ?? deployment.Router.NodeOf(result.ReplicaId!), 0);
             _auditor.Consider(deployment.Audit, request, result.Response!, result.ReplicaId!);
             return result.Response!;
         }
+
+        _billing.Cancel(ticket);
 
         return result.Outcome switch
         {
@@ -193,9 +222,11 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             throw new GenerationException(GenerationFailure.BadRequest, $"The model '{model}' is not a byte-level language model (INT64 tokens [-1, -1] in, logits [-1, -1, 256] out).");
         }
 
+        var ticket = Admit(deployment, _billing.TokenCharge((long)request.Prompt.Length + request.MaxTokens));
         var sink = new GenerationSink(request.MaxTokens + 2);
         var text = await StartStreamAsync(
-            deployment, new RoutedCall(request, deployment.Metadata, deadline, sink), sink.Started, () => sink.HasStarted, sink.Complete, model, "the first token", deadline, cancellationToken);
+            deployment, new RoutedCall(request, deployment.Metadata, deadline, sink), sink.Started, () => sink.HasStarted, sink.Complete, model, "the first token", deadline,
+            _billing, ticket, () => (long)request.Prompt.Length + sink.CompletionTokens, cancellationToken);
         return new GenerationResult(sink.Reader, request.Prompt.Length, text) { DeploymentId = deployment.Record.Id };
     }
 
@@ -216,17 +247,32 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         var deployment = Resolve(model, null) is { IsEngine: true } found
             ? found
             : throw new GenerationException(GenerationFailure.NotFound, $"The model '{model}' is not an engine deployment.");
+        var ticket = Admit(deployment, _billing.EngineCharge(request.Body.Length, request.MaxTokens));
         var sink = new EngineSink();
         var start = await StartStreamAsync(
-            deployment, new RoutedCall(request, deployment.Metadata, deadline, sink), sink.Started, () => sink.HasStarted, sink.Complete, model, "the engine answered", deadline, cancellationToken);
+            deployment, new RoutedCall(request, deployment.Metadata, deadline, sink), sink.Started, () => sink.HasStarted, sink.Complete, model, "the engine answered", deadline,
+            _billing, ticket, () => sink.Usage is { } usage ? usage.PromptTokens + usage.CompletionTokens : 0, cancellationToken);
         return new EngineResponse(sink, start, deployment.Record.Id);
+    }
+
+    private BillingTicket Admit(Deployment deployment, long charge)
+    {
+        try
+        {
+            return _billing.Admit(deployment.Record.Id, charge);
+        }
+        catch (BudgetSpentException ex)
+        {
+            throw new GenerationException(GenerationFailure.BudgetSpent, ex.Message);
+        }
     }
 
     /// <summary>
     /// Routes a streaming call (a generation, or an engine call) and returns once its sink started: a
     /// replica that fails before that is replaced by another, as a plain request's would be. A stream that
     /// started and then stopped without finishing (deadline, client gone, fault) ends its sink with an
-    /// error. Throws <see cref="GenerationException"/> when no replica started it.
+    /// error. Throws <see cref="GenerationException"/> when no replica started it. A stream the node finished
+    /// is metered (<paramref name="tokens"/>) before its sink ends, so before the client has all of it.
     /// </summary>
     private static async Task<T> StartStreamAsync<T>(
         Deployment deployment,
@@ -237,16 +283,46 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         string model,
         string before,
         DateTimeOffset deadline,
+        InferenceBilling billing,
+        BillingTicket ticket,
+        Func<long> tokens,
         CancellationToken cancellationToken)
     {
-        var routing = deployment.Router.RouteAsync(call, deadline, cancellationToken).AsTask();
+        Task<RouteResult<InferResponse>> routing;
+        try
+        {
+            routing = deployment.Router.RouteAsync(call, deadline, cancellationToken).AsTask();
+        }
+        catch
+        {
+            billing.Cancel(ticket);
+            throw;
+        }
+
         _ = routing.ContinueWith(
-            static (task, state) =>
+            task =>
             {
                 var result = task.Result;
-                ((Action<Exception?>)state!)(result.Outcome == RouteOutcome.Success ? null : new GenerationException(GenerationFailure.Unavailable, RouteText(result)));
+                Exception? error = null;
+                if (result.Outcome == RouteOutcome.Success)
+                {
+                    try
+                    {
+                        billing.Complete(ticket, result.NodeId ?? deployment.Router.NodeOf(result.ReplicaId!), tokens());
+                    }
+                    catch (IOException ex)
+                    {
+                        error = new GenerationException(GenerationFailure.Unavailable, $"the answer could not be metered: {ex.Message}");
+                    }
+                }
+                else
+                {
+                    billing.Cancel(ticket);
+                    error = new GenerationException(GenerationFailure.Unavailable, RouteText(result));
+                }
+
+                complete(error);
             },
-            complete,
             CancellationToken.None,
             TaskContinuationOptions.ExecuteSynchronously,
             TaskScheduler.Default);
@@ -316,7 +392,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
                 throw new DeploymentException(409, $"the name '{spec.Model}' is taken by another account's model; deploy the engine under another name");
             }
 
-            return await DeployEngineAsync(spec, holder ?? caller.AccountId, cancellationToken);
+            return await DeployEngineAsync(spec, holder ?? caller.AccountId, caller, cancellationToken);
         }
 
         if (await RunAsync(() => Task.FromResult(_deployments.Values.FirstOrDefault(d => d.IsEngine && d.Record.Spec.Model == spec.Model)), cancellationToken) is { } engine)
@@ -344,8 +420,10 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         }
 
         var record = new DeploymentRecord($"{row.Name}-v{row.Version}", spec with { Version = row.Version }, row.Version, _time.GetUtcNow()) { Owner = row.Owner };
+        record = await ReserveBudgetAsync(record, caller, cancellationToken);
         if (!await _store.AddAsync(record, cancellationToken))
         {
+            await RefundUnstoredAsync(record);
             throw new DeploymentException(409, $"model {row.Name}:{row.Version} is already deployed as '{record.Id}'");
         }
 
@@ -357,25 +435,42 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
     /// Deploys an external engine: no registry entry, replicas only on nodes labelled engine:NAME=openai.
     /// One deployment per name, engine or model.
     /// </summary>
-    private async Task<DeploymentView> DeployEngineAsync(DeploymentSpec spec, string owner, CancellationToken cancellationToken)
+    private async Task<DeploymentView> DeployEngineAsync(DeploymentSpec spec, string owner, Caller caller, CancellationToken cancellationToken)
     {
         var record = new DeploymentRecord(spec.Model + "-engine", spec with { Version = null }, 0, _time.GetUtcNow()) { Owner = owner };
-        await RunAsync(
-            async () =>
-            {
-                if (_deployments.Values.FirstOrDefault(d => d.Record.Spec.Model == spec.Model) is { } existing)
-                {
-                    throw new DeploymentException(409, $"'{spec.Model}' is already deployed as '{existing.Record.Id}'");
-                }
+        if (await RunAsync(() => Task.FromResult(_deployments.Values.FirstOrDefault(d => d.Record.Spec.Model == spec.Model)), cancellationToken) is { } taken)
+        {
+            throw new DeploymentException(409, $"'{spec.Model}' is already deployed as '{taken.Record.Id}'");
+        }
 
-                if (!await _store.AddAsync(record, cancellationToken))
+        record = await ReserveBudgetAsync(record, caller, cancellationToken);
+        var stored = false;
+        try
+        {
+            await RunAsync(
+                async () =>
                 {
-                    throw new DeploymentException(409, $"engine '{spec.Model}' is already deployed as '{record.Id}'");
-                }
+                    if (_deployments.Values.FirstOrDefault(d => d.Record.Spec.Model == spec.Model) is { } existing)
+                    {
+                        throw new DeploymentException(409, $"'{spec.Model}' is already deployed as '{existing.Record.Id}'");
+                    }
 
-                await Activate(record, null);
-            },
-            cancellationToken);
+                    if (!await _store.AddAsync(record, cancellationToken))
+                    {
+                        throw new DeploymentException(409, $"engine '{spec.Model}' is already deployed as '{record.Id}'");
+                    }
+
+                    stored = true;
+                    await Activate(record, null);
+                },
+                cancellationToken);
+        }
+        catch (DeploymentException) when (!stored)
+        {
+            await RefundUnstoredAsync(record);
+            throw;
+        }
+
         return await GetAsync(record.Id, cancellationToken) ?? throw new DeploymentException(404, $"deployment '{record.Id}' was removed");
     }
 
@@ -416,6 +511,9 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
 
         await _store.RemoveAsync(id, cancellationToken);
         await RunAsync(() => DeactivateAsync(id, "undeployed", cancellationToken), cancellationToken);
+
+        // After the replicas are gone: what ran is posted, then the rest of the budget goes back.
+        await _billing.CloseAsync(id, CancellationToken.None);
         return id;
     }
 
@@ -584,6 +682,18 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         {
             await _scheduler.CancelAsync(job.Id, "its deployment no longer exists", cancellationToken);
         }
+
+        // Budgets of deployments removed (or never stored) before a refund went through.
+        var live = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var record in await _store.ListAsync(cancellationToken))
+        {
+            if (record.Spec.Escrow is { } escrow)
+            {
+                live.Add(escrow);
+            }
+        }
+
+        await _billing.RefundOrphansAsync(live, cancellationToken);
     }
 
     private async Task Activate(DeploymentRecord record, ModelDescriptor? descriptor, List<JobView>? adopted = null)
@@ -607,6 +717,11 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         };
         deployment.Router.ReplicaMisbehaving = (replica, node, problem) => _inbox.Writer.TryWrite(() => EvictAsync(deployment, replica, node, problem));
         deployment.Audit = new AuditTarget(record.Id, $"model:{spec.Model}:{record.Version.ToString(CultureInfo.InvariantCulture)}", deployment.Metadata, deployment.Router, _referee.For(descriptor));
+        if (spec.Escrow is { } escrowName)
+        {
+            await _billing.AttachAsync(record.Id, escrowName, CancellationToken.None);
+        }
+
         _deployments[record.Id] = deployment;
         PublishByModel();
         Log.Deployed(_logger, record.Id, spec.Model, record.Version, spec.MinReplicas, spec.MaxReplicas);
@@ -1016,7 +1131,47 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             Usage = _usage.GetUsage(deployment.Record.Id),
             Audit = _auditor.GetStats(deployment.Record.Id),
             Owner = deployment.Record.Owner,
+            BudgetLeft = _billing.Remaining(deployment.Record.Id),
         };
+    }
+
+    /// <summary>
+    /// Reserves the deployment's budget from <paramref name="caller"/>'s balance before anything of it exists
+    /// (402 when it is missing for a user, or not covered); returns the record naming its escrow.
+    /// </summary>
+    private async Task<DeploymentRecord> ReserveBudgetAsync(DeploymentRecord record, Caller caller, CancellationToken cancellationToken)
+    {
+        if (record.Spec.Escrow is not null)
+        {
+            throw new DeploymentException(400, "escrow is set by the coordinator; leave it out");
+        }
+
+        if (record.Spec.Budget is not { } budget)
+        {
+            return caller.IsOperator
+                ? record
+                : throw new DeploymentException(402, $"a deployment needs a budget (\"budget\": ledger units; 1 EMC = 1000000; `emc model deploy --budget EMC`), reserved from account '{caller.AccountId}' to pay for its requests");
+        }
+
+        var escrow = InferenceBilling.EscrowName(record.Id, record.CreatedAt);
+        try
+        {
+            await _billing.OpenEscrowAsync(escrow, caller.AccountId, budget, record.Id, cancellationToken);
+        }
+        catch (InsufficientBalanceException ex)
+        {
+            throw new DeploymentException(402, $"the budget of {LedgerUnits.Format(budget)} EMC is not covered: {ex.Message}; fund the account (the operator: emc account fund) or lower the budget");
+        }
+
+        return record with { Spec = record.Spec with { Escrow = escrow } };
+    }
+
+    private async Task RefundUnstoredAsync(DeploymentRecord record)
+    {
+        if (record.Spec.Escrow is { } escrow)
+        {
+            await _billing.RefundAsync(escrow, record.Id, "the deployment could not be stored", CancellationToken.None);
+        }
     }
 
     /// <summary>Problems with a spec; empty when it can be deployed.</summary>
@@ -1064,6 +1219,11 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         if (spec.MaxQueue is < 1 or > 100_000)
         {
             errors.Add("maxQueue must be between 1 and 100,000");
+        }
+
+        if (spec.Budget is < 1)
+        {
+            errors.Add("budget must be at least 1 unit");
         }
 
         if (spec.MaxOngoingPerReplica is < 1 or > 10_000)

@@ -73,6 +73,7 @@ internal static class DeploymentsApi
     private static IResult Problem(DeploymentException ex) => Results.Problem(
         title: ex.StatusCode switch
         {
+            402 => "Payment required",
             403 => "Forbidden",
             404 => "Not found",
             409 => "Conflict",

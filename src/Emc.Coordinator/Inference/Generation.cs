@@ -48,6 +48,9 @@ public enum GenerationFailure
 
     /// <summary>503: the deadline passed before the first token.</summary>
     DeadlineExceeded,
+
+    /// <summary>429 insufficient_quota: the deployment's budget cannot pay for the request.</summary>
+    BudgetSpent,
 }
 
 /// <summary>A generation failed before its first token.</summary>
@@ -100,6 +103,7 @@ internal sealed class GenerationSink
 {
     private readonly Channel<GenerationDelta> _deltas;
     private readonly TaskCompletionSource<string> _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _completionTokens;
 
     public GenerationSink(int capacity) =>
         _deltas = Channel.CreateBounded<GenerationDelta>(new BoundedChannelOptions(Math.Max(2, capacity))
@@ -116,8 +120,16 @@ internal sealed class GenerationSink
 
     public bool HasStarted => _started.Task.IsCompleted;
 
+    /// <summary>The tokens generated, as the last delta said (0 until it came).</summary>
+    public int CompletionTokens => Volatile.Read(ref _completionTokens);
+
     public bool TryWrite(string replicaId, GenerationDelta delta)
     {
+        if (delta.FinishReason is not null)
+        {
+            Volatile.Write(ref _completionTokens, Math.Max(0, delta.CompletionTokens));
+        }
+
         var written = _deltas.Writer.TryWrite(delta);
         _started.TrySetResult(replicaId);
         return written;

@@ -34,6 +34,7 @@ internal static class LedgerApi
         api.MapGet("/nodes/{address}/stake", StakeAsync).RequireAccount();
         api.MapPost("/nodes/{address}/stake", AddStakeAsync).RequireAuthorization(AccessPolicies.NodeOrAccount);
         api.MapPost("/nodes/{address}/unstake", UnstakeAsync).RequireAuthorization(AccessPolicies.NodeOrAccount);
+        api.MapPost("/deployments/{id}/budget", TopUpAsync).RequireAccount();
         api.MapPost("/settlement/epochs", CloseEpochAsync).RequireOperator();
         api.MapGet("/settlement/epochs/{number}", EpochAsync).RequireAccount();
         api.MapGet("/settlement/proofs/{address}", ProofAsync).RequireAccount();
@@ -85,6 +86,37 @@ internal static class LedgerApi
         {
             await service.Ledger.FundAsync($"api:{caller.AccountId}:{key}", id, amount, new TransactionReferences { Memo = $"funded by {caller.AccountId}" }, cancellationToken);
             return Results.Ok(await BalanceOfAsync(service.Ledger, user, id, cancellationToken));
+        });
+    }
+
+    /// <summary>Adds to a paid deployment's budget from the account that opened it; answers the deployment as it is then.</summary>
+    private static async Task<IResult> TopUpAsync(InferenceBilling billing, Inference.DeploymentService deployments, Caller caller, string id, HttpRequest request, CancellationToken cancellationToken)
+    {
+        if (await deployments.GetAsync(id, cancellationToken) is not { } view)
+        {
+            return Problem(404, "Deployment not found", $"No deployment '{id}'.");
+        }
+
+        if (!caller.MayAccess(view.Owner))
+        {
+            return AccessProblems.Forbidden(caller, $"the deployment '{id}'");
+        }
+
+        if (view.Spec.Escrow is null)
+        {
+            return Problem(409, "No budget", $"The deployment '{id}' is free (the operator's, deployed without a budget); there is nothing to top up.");
+        }
+
+        var (body, key, problem) = await ReadWriteAsync<AmountRequest>(request, r => r.Amount, cancellationToken);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        return await WriteAsync(async () =>
+        {
+            await billing.TopUpAsync(id, $"api:{caller.AccountId}:{key}", body!.Amount, cancellationToken);
+            return Results.Ok(await deployments.GetAsync(id, cancellationToken));
         });
     }
 

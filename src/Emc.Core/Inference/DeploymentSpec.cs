@@ -53,6 +53,16 @@ public sealed record DeploymentSpec
 
     /// <summary>"cpu" or "cuda": the device kind the replicas need.</summary>
     public string Device { get; init; } = "cpu";
+
+    /// <summary>
+    /// Ledger units (1 EMC = 1,000,000) reserved from the deploying account when it is deployed, to pay for its
+    /// requests; a user's deployment needs one. Requests are refused once it is spent; what is left is refunded
+    /// when it is undeployed. Null: an operator's deployment that nobody pays for.
+    /// </summary>
+    public long? Budget { get; init; }
+
+    /// <summary>The escrow that holds the budget; set by the coordinator (a client must leave it out).</summary>
+    public string? Escrow { get; init; }
 }
 
 /// <summary>A deployment as the API shows it.</summary>
@@ -89,6 +99,9 @@ public sealed record DeploymentView
 
     /// <summary>What sampled redundant execution checked of the deployment's answers since the coordinator started.</summary>
     public DeploymentAudit Audit { get; init; } = new();
+
+    /// <summary>What is left of its budget (ledger units), less what answered requests cost and is not yet posted; null for a free deployment.</summary>
+    public long? BudgetLeft { get; init; }
 }
 
 /// <summary>

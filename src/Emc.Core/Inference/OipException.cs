@@ -6,6 +6,9 @@ public enum OipErrorKind
     /// <summary>400: the request is malformed or does not fit the model.</summary>
     BadRequest = 400,
 
+    /// <summary>402: the deployment's budget cannot pay for the request.</summary>
+    PaymentRequired = 402,
+
     /// <summary>403: the model is another account's.</summary>
     Forbidden = 403,
 

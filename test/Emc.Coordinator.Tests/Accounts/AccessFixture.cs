@@ -69,7 +69,7 @@ public sealed class AccessFixture : IAsyncLifetime
         var path = Path.Combine(Coordinator.DataDirectory, "bob-model.onnx");
         await File.WriteAllBytesAsync(path, Onnx);
         BobModelFile = (await Bob.Api.PushModelAsync(path, BobModel, null, "onnx", [], [], none)).File!;
-        BobDeployment = (await Bob.Api.DeployAsync(new DeploymentSpec { Model = BobModel }, none)).Id;
+        BobDeployment = (await Bob.Api.DeployAsync(new DeploymentSpec { Model = BobModel, Budget = 1_000_000 }, none)).Id;
         await QuietAsync();
     }
 

@@ -103,6 +103,7 @@ public sealed class AccessTests(AccessFixture fixture)
         ["GET /api/v1/deployments"] = new(UserGets.Served, _ => Get("api/v1/deployments")),
         ["GET /api/v1/deployments/{id}"] = new(UserGets.Forbidden, f => Get($"api/v1/deployments/{f.BobDeployment}")),
         ["DELETE /api/v1/deployments/{id}"] = new(UserGets.Forbidden, f => new HttpRequestMessage(HttpMethod.Delete, $"api/v1/deployments/{f.BobDeployment}")),
+        ["POST /api/v1/deployments/{id}/budget"] = new(UserGets.Forbidden, f => Keyed(Json(HttpMethod.Post, $"api/v1/deployments/{f.BobDeployment}/budget", new { amount = 1000 }))),
 
         ["GET /api/v1/accounts/{account}/balance"] = new(UserGets.Forbidden, _ => Get("api/v1/accounts/bob/balance")),
         ["POST /api/v1/accounts/{account}/fund"] = new(UserGets.Forbidden, _ => Keyed(Json(HttpMethod.Post, "api/v1/accounts/alice/fund", new { amount = 1000 })), OperatorOnly: true),

@@ -24,7 +24,7 @@ public sealed class OwnershipTests
             await user.Api.UploadDatasetAsync($"{user.Id}-data", "csv", null, null, [Training.TrainingNetworkTests.WriteCsv(coordinator.DataDirectory, seed: 2)], None);
             await user.Api.SubmitTrainingAsync(AccessFixture.TrainingSpec($"{user.Id}-data"), None);
             await user.Api.PushModelAsync(onnx, $"{user.Id}-model", null, "onnx", [], [], None);
-            await user.Api.DeployAsync(new DeploymentSpec { Model = $"{user.Id}-model" }, None);
+            await user.Api.DeployAsync(new DeploymentSpec { Model = $"{user.Id}-model", Budget = 1_000_000 }, None);
         }
 
         var jobs = await alice.Api.GetJobsAsync(null, null, 100, None);

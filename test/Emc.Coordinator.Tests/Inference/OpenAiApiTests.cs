@@ -183,8 +183,8 @@ public sealed class OpenAiApiTests
         await RegisterAsync(coordinator, "bob-gpt", "bob");
         await using var nodes = new ServingNodes(coordinator);
         await nodes.StartAsync(1);
-        await alice.Api.DeployAsync(new DeploymentSpec { Model = "alice-gpt" }, CancellationToken.None);
-        await bob.Api.DeployAsync(new DeploymentSpec { Model = "bob-gpt" }, CancellationToken.None);
+        await alice.Api.DeployAsync(new DeploymentSpec { Model = "alice-gpt", Budget = 1_000_000 }, CancellationToken.None);
+        await bob.Api.DeployAsync(new DeploymentSpec { Model = "bob-gpt", Budget = 1_000_000 }, CancellationToken.None);
         var service = coordinator.Host.Services.GetRequiredService<DeploymentService>();
         await WaitForAsync(() => service.ListLanguageModels().Count == 2, TimeSpan.FromSeconds(90), "both models ready");
 

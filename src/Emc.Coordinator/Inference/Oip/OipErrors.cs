@@ -17,7 +17,7 @@ internal static class OipErrors
     };
 
     /// <summary>
-    /// <paramref name="exception"/> as a gRPC status: 400 InvalidArgument, 401 Unauthenticated, 403 PermissionDenied, 404 NotFound, 413
+    /// <paramref name="exception"/> as a gRPC status: 400 InvalidArgument, 401 Unauthenticated, 402 ResourceExhausted, 403 PermissionDenied, 404 NotFound, 413
     /// ResourceExhausted, 503 Unavailable — or DeadlineExceeded when it is a 503 that came after
     /// <paramref name="deadline"/> had passed.
     /// </summary>
@@ -28,6 +28,7 @@ internal static class OipErrors
         {
             StatusCodes.Status400BadRequest => StatusCode.InvalidArgument,
             StatusCodes.Status401Unauthorized => StatusCode.Unauthenticated,
+            StatusCodes.Status402PaymentRequired => StatusCode.ResourceExhausted,
             StatusCodes.Status403Forbidden => StatusCode.PermissionDenied,
             StatusCodes.Status404NotFound => StatusCode.NotFound,
             StatusCodes.Status413PayloadTooLarge => StatusCode.ResourceExhausted,

@@ -439,6 +439,7 @@ public static partial class OpenAiApi
         GenerationFailure.BadRequest => OpenAiException.Invalid(ex.Message, "model"),
         GenerationFailure.NotFound => NotFound(null, ex.Message),
         GenerationFailure.Overloaded => new OpenAiException(429, "rate_limit_error", ex.Message, null, "overloaded"),
+        GenerationFailure.BudgetSpent => new OpenAiException(429, "insufficient_quota", ex.Message, null, "insufficient_quota"),
         GenerationFailure.DeadlineExceeded => new OpenAiException(503, "server_error", ex.Message, null, "timeout"),
         _ => new OpenAiException(503, "server_error", ex.Message, null, "service_unavailable"),
     };
