@@ -200,6 +200,71 @@ public sealed class ServingTests
     }
 
     [Fact]
+    public async Task PaidDeployment_CoordinatorKilledWhileRequestsFlow_EveryAnsweredRequestIsPaidOnce_AndTheRestRefunded()
+    {
+        await using var network = await EmcNetwork.StartAsync(nodeCount: 2);
+        await Task.WhenAll(Enumerable.Range(0, 2).Select(network.WaitForNodeAsync));
+        await CliAsync(network, "model", "push", Path.Combine(Fixtures, "tiny_mlp.onnx"), "--name", "tiny");
+        await CliAsync(network, "account", "fund", "operator", "10");
+        var deployed = Parse<DeploymentView>(await CliAsync(network, "model", "deploy", "tiny", "--replicas", "2..2", "--budget", "5", "--json"));
+        await WaitForReadyAsync(network, "tiny", 2, TimeSpan.FromSeconds(90), _ => true);
+        using var onnx = new InferenceSession(Path.Combine(Fixtures, "tiny_mlp.onnx"));
+        using var http = new HttpClient { BaseAddress = network.ApiUrl, Timeout = Timeout.InfiniteTimeSpan, DefaultRequestHeaders = { Authorization = new("Bearer", EmcProcess.OperatorKey) } };
+
+        // Clients call until the coordinator dies under them: each counts the answers it got.
+        const int Clients = 4;
+        var answered = new long[Clients];
+        var clients = Enumerable.Range(0, Clients).Select(c => Task.Run(async () =>
+        {
+            var random = new Random(c);
+            while ((await CallAsync(http, onnx, random)).Kind == OutcomeKind.Ok)
+            {
+                answered[c]++;
+            }
+        })).ToArray();
+        while (answered.Sum() < 300)
+        {
+            await Task.Delay(20);
+        }
+
+        network.Coordinator.KillHard();
+        await network.Coordinator.WaitForExitAsync(TimeSpan.FromSeconds(10));
+        await Task.WhenAll(clients);
+        await network.StartCoordinatorAsync();
+        await WaitForReadyAsync(network, "tiny", 2, TimeSpan.FromSeconds(90), _ => true);
+        var random = new Random(9);
+        for (var i = 0; i < 20; i++)
+        {
+            var outcome = await CallAsync(http, onnx, random);
+            Assert.True(outcome.Kind == OutcomeKind.Ok, outcome.Detail);
+        }
+
+        await CliAsync(network, "model", "undeploy", deployed.Id);
+
+        // Every answer a client got is paid, once; at most the answers on their way when the coordinator died are paid
+        // without reaching their client (they were metered before they left). The rest of the budget came back.
+        var journal = new List<Core.Accounts.LedgerTransactionView>();
+        for (var page = await network.Api.GetLedgerAsync(null, 0, 1000, CancellationToken.None); page.Count > 0; page = await network.Api.GetLedgerAsync(null, journal[^1].Sequence, 1000, CancellationToken.None))
+        {
+            journal.AddRange(page);
+        }
+
+        var payments = journal.Where(t => t.Kind == "Pay" && t.JobId == deployed.Id).ToList();
+        var paidRequests = payments.Sum(p => long.Parse(p.Memo![..p.Memo!.IndexOf(' ', StringComparison.Ordinal)], CultureInfo.InvariantCulture));
+        var got = answered.Sum() + 20;
+        Assert.True(paidRequests >= got && paidRequests <= got + Clients, $"{got} answers, {paidRequests} paid");
+        Assert.Equal(payments.Count, payments.Select(p => p.Key).Distinct().Count());
+        var escrow = $"escrow:deployment:{deployed.Spec.Escrow}";
+        var balances = journal.SelectMany(t => t.Entries).GroupBy(e => e.Account).ToDictionary(g => g.Key, g => g.Sum(e => e.Amount));
+        Assert.Equal(0, balances.Values.Sum());
+        Assert.Equal(0, balances.GetValueOrDefault(escrow));
+        var gross = payments.Sum(p => -p.Entries.Single(e => e.Account == escrow).Amount);
+        Assert.Equal(paidRequests * 100, gross);
+        Assert.Equal(10_000_000 - gross, balances["user:operator"]);
+        Assert.Single(journal, t => t.Kind == "Refund");
+    }
+
+    [Fact]
     public async Task Cli_PushDeployInferUndeployRemove_AnswersEqualOnnxRuntimeAndPyTorch_AndBadInputChangesNothing()
     {
         // Two nodes for two deployments; replicas share a node's device, so either may hold both.
