@@ -214,6 +214,50 @@ public sealed class OpenAiApiTests
         Assert.Equal(0, usage.Requests);
     }
 
+    [Fact]
+    public async Task OpenAiApi_PaidLanguageModel_IsChargedPerRequestAndToken_AndAnswers429InsufficientQuotaWhenSpent()
+    {
+        await using var coordinator = await TestCoordinator.StartAsync(services: s => s.AddSingleton(new Emc.Coordinator.Verification.InferenceAuditOptions { Enabled = false }));
+        var alice = await coordinator.CreateUserAsync("alice");
+        await RegisterAsync(coordinator, "alice-gpt", "alice");
+        await using var nodes = new ServingNodes(coordinator);
+        await nodes.StartAsync(1);
+
+        // A request may cost 100 + (prompt + max_tokens) units: 4 + 4 here, so 200 units admit one and not a second.
+        var view = await alice.Api.DeployAsync(new DeploymentSpec { Model = "alice-gpt", Budget = 200 }, CancellationToken.None);
+        var service = coordinator.Host.Services.GetRequiredService<DeploymentService>();
+        await WaitForAsync(() => service.ListLanguageModels().Count == 1, TimeSpan.FromSeconds(90), "the model ready");
+
+        var body = new { model = "alice-gpt", messages = new[] { new { role = "user", content = "Once" } }, max_tokens = 4, temperature = 0, stream = true, stream_options = new { include_usage = true } };
+        long promptTokens;
+        long completionTokens;
+        using (var streamed = await alice.Http.PostAsJsonAsync("v1/chat/completions", body))
+        {
+            Assert.Equal(HttpStatusCode.OK, streamed.StatusCode);
+            var events = (await streamed.Content.ReadAsStringAsync()).Split('\n').Where(l => l.StartsWith("data: {", StringComparison.Ordinal)).Select(l => JsonNode.Parse(l["data: ".Length..])!).ToList();
+            var usage = events.Single(e => e["usage"] is JsonObject)["usage"]!;
+            promptTokens = (long)usage["prompt_tokens"]!;
+            completionTokens = (long)usage["completion_tokens"]!;
+        }
+
+        using (var refused = await alice.Http.PostAsJsonAsync("v1/chat/completions", body))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
+            Assert.Equal("insufficient_quota", (string?)error["type"]);
+            Assert.Contains("budget", (string?)error["message"], StringComparison.Ordinal);
+        }
+
+        var billing = coordinator.Host.Services.GetRequiredService<Emc.Coordinator.Ledger.InferenceBilling>();
+        await billing.PostAsync(CancellationToken.None);
+        var ledger = coordinator.Host.Services.GetRequiredService<Emc.Coordinator.Ledger.LedgerService>().Ledger;
+        var payment = Assert.Single(await ledger.GetTransactionsAsync(0, 1000, CancellationToken.None), t => t.Kind == Emc.Ledger.TransactionKind.Pay);
+        Assert.Equal($"1 requests, {promptTokens + completionTokens} tokens", payment.References.Memo);
+        var escrow = Emc.Ledger.AccountId.ForEscrow(Emc.Ledger.EscrowId.Deployment(view.Spec.Escrow!));
+        Assert.Equal(-(100 + promptTokens + completionTokens), payment.AmountFor(escrow));
+        Assert.Equal(200 - 100 - promptTokens - completionTokens, (await alice.Api.GetDeploymentAsync(view.Id, CancellationToken.None)).BudgetLeft);
+    }
+
     private static Task<float[]> RegisterAsync(TestCoordinator coordinator) => RegisterAsync(coordinator, Model, "operator");
 
     private static async Task<float[]> RegisterAsync(TestCoordinator coordinator, string name, string owner)
