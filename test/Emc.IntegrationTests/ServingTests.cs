@@ -206,6 +206,17 @@ public sealed class ServingTests
         await Task.WhenAll(Enumerable.Range(0, 2).Select(network.WaitForNodeAsync));
         await CliAsync(network, "model", "push", Path.Combine(Fixtures, "tiny_mlp.onnx"), "--name", "tiny");
         await CliAsync(network, "account", "fund", "operator", "10");
+
+        // A paid deployment is served only by nodes with the minimum stake: first none has it, and it waits saying so.
+        var waiting = Parse<DeploymentView>(await CliAsync(network, "model", "deploy", "tiny", "--replicas", "2..2", "--budget", "1", "--json"));
+        var reason = await WaitForAsync(async () => (await network.Api.GetDeploymentAsync(waiting.Id, CancellationToken.None)).Reason, r => r?.Contains("stake", StringComparison.Ordinal) == true, TimeSpan.FromSeconds(30));
+        Assert.Contains("emc stake", reason, StringComparison.Ordinal);
+        await CliAsync(network, "model", "undeploy", waiting.Id);
+        foreach (var node in await network.Api.GetNodesAsync(null, CancellationToken.None))
+        {
+            await CliAsync(network, "stake", node.Id, "10", "--deposit");
+        }
+
         var deployed = Parse<DeploymentView>(await CliAsync(network, "model", "deploy", "tiny", "--replicas", "2..2", "--budget", "5", "--json"));
         await WaitForReadyAsync(network, "tiny", 2, TimeSpan.FromSeconds(90), _ => true);
         using var onnx = new InferenceSession(Path.Combine(Fixtures, "tiny_mlp.onnx"));
@@ -261,7 +272,8 @@ public sealed class ServingTests
         var gross = payments.Sum(p => -p.Entries.Single(e => e.Account == escrow).Amount);
         Assert.Equal(paidRequests * 100, gross);
         Assert.Equal(10_000_000 - gross, balances["user:operator"]);
-        Assert.Single(journal, t => t.Kind == "Refund");
+        Assert.Single(journal, t => t.Kind == "Refund" && t.Entries.Any(e => e.Account == escrow));
+        Assert.Single(journal, t => t.Kind == "Refund" && t.Entries.Any(e => e.Account == $"escrow:deployment:{waiting.Spec.Escrow}"));
     }
 
     [Fact]
@@ -444,6 +456,22 @@ public sealed class ServingTests
     }
 
     /// <summary>Runs an `emc` command against the network that must succeed, and returns its output.</summary>
+    private static async Task<T> WaitForAsync<T>(Func<Task<T>> read, Func<T, bool> condition, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var value = await read();
+            if (condition(value))
+            {
+                return value;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"timed out; last seen: {value}");
+            await Task.Delay(200);
+        }
+    }
+
     private static async Task<string> CliAsync(EmcNetwork network, params string[] arguments)
     {
         var (exit, output) = await EmcProcess.RunAsync(CliTimeout, [.. arguments, "--coordinator", network.ApiUrl.ToString()]);

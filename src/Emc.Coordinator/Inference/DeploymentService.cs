@@ -833,6 +833,20 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         // A replica shares its device with training and other replicas (it needs memory, not a task
         // slot), and a deployment's replicas spread over distinct nodes while there are any.
         demand = demand with { Shared = true, SpreadGroup = deployment.Record.Id };
+        if (spec.Escrow is not null)
+        {
+            // Paid work goes only to nodes with the minimum stake; until one has it, the replica is not submitted
+            // (the control loop tries again).
+            var staked = await _billing.StakedNodesAsync(cancellationToken);
+            if (staked.Count == 0)
+            {
+                deployment.WaitReason = "no node has the stake paid work needs (emc stake)";
+                return null;
+            }
+
+            deployment.WaitReason = null;
+            demand = demand with { Nodes = staked };
+        }
 
         JobView view;
         try
@@ -1123,7 +1137,7 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
             Spec = deployment.Record.Spec,
             Version = deployment.Record.Version,
             State = ready == 0 ? "pending" : ready < deployment.Record.Spec.MinReplicas ? "degraded" : "ready",
-            Reason = ready < Math.Max(1, deployment.Record.Spec.MinReplicas) ? replicas.FirstOrDefault(r => r.Reason is not null)?.Reason : null,
+            Reason = ready < Math.Max(1, deployment.Record.Spec.MinReplicas) ? replicas.FirstOrDefault(r => r.Reason is not null)?.Reason ?? deployment.WaitReason : null,
             DesiredReplicas = deployment.Desired,
             Replicas = replicas,
             CreatedAt = deployment.Record.CreatedAt,
@@ -1294,6 +1308,9 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         public Autoscaler Autoscaler { get; } = autoscaler;
 
         public int Desired { get; set; }
+
+        /// <summary>Why a replica could not even be submitted (a paid deployment with no staked node).</summary>
+        public string? WaitReason { get; set; }
 
         public long Submitted { get; set; }
 

@@ -93,6 +93,9 @@ public sealed partial class InferenceBilling : BackgroundService
     public static string EscrowName(string deploymentId, DateTimeOffset createdAt) =>
         $"{deploymentId}.{createdAt.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture)}";
 
+    /// <summary>The nodes that may serve a paid deployment: those with the minimum stake, so that a proven fault has something to slash.</summary>
+    public Task<IReadOnlyList<string>> StakedNodesAsync(CancellationToken cancellationToken) => _ledger.StakedNodesAsync(cancellationToken);
+
     /// <summary>What one request of a tensor model may cost.</summary>
     public long RequestCharge => _ledger.Prices.InferenceCharge(1, 0);
 

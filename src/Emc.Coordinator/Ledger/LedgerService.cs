@@ -80,6 +80,22 @@ public sealed partial class LedgerService : BackgroundService
         return (staked, unstaking, staked >= Prices.MinimumStake);
     }
 
+    /// <summary>The nodes whose stake reaches the minimum paid work needs, as lower-case addresses.</summary>
+    public async Task<IReadOnlyList<string>> StakedNodesAsync(CancellationToken cancellationToken)
+    {
+        var nodes = new List<string>();
+        foreach (var (account, balance) in await Ledger.GetBalancesAsync(cancellationToken))
+        {
+            if (account.Kind == AccountKind.Stake && balance >= Prices.MinimumStake && account.Address is { } address)
+            {
+                nodes.Add(address.ToString().ToLowerInvariant());
+            }
+        }
+
+        nodes.Sort(StringComparer.Ordinal);
+        return nodes;
+    }
+
     /// <summary>Releases every held payment whose audit window has closed and completes every due unstake; returns how many writes it made.</summary>
     public async Task<int> SweepAsync(CancellationToken cancellationToken)
     {

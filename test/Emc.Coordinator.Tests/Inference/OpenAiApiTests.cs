@@ -183,6 +183,7 @@ public sealed class OpenAiApiTests
         await RegisterAsync(coordinator, "bob-gpt", "bob");
         await using var nodes = new ServingNodes(coordinator);
         await nodes.StartAsync(1);
+        await nodes.StakeAsync();
         await alice.Api.DeployAsync(new DeploymentSpec { Model = "alice-gpt", Budget = 1_000_000 }, CancellationToken.None);
         await bob.Api.DeployAsync(new DeploymentSpec { Model = "bob-gpt", Budget = 1_000_000 }, CancellationToken.None);
         var service = coordinator.Host.Services.GetRequiredService<DeploymentService>();
@@ -222,6 +223,7 @@ public sealed class OpenAiApiTests
         await RegisterAsync(coordinator, "alice-gpt", "alice");
         await using var nodes = new ServingNodes(coordinator);
         await nodes.StartAsync(1);
+        await nodes.StakeAsync();
 
         // A request may cost 100 + (prompt + max_tokens) units: 4 + 4 here, so 200 units admit one and not a second.
         var view = await alice.Api.DeployAsync(new DeploymentSpec { Model = "alice-gpt", Budget = 200 }, CancellationToken.None);

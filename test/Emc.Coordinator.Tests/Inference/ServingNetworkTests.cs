@@ -271,6 +271,16 @@ internal sealed class ServingNodes(TestCoordinator coordinator) : IAsyncDisposab
 
     public IReadOnlyList<NodeAgent> Agents => [.. _nodes.Where(n => !n.Run.IsCompleted).Select(n => n.Agent)];
 
+    /// <summary>Deposits the minimum stake (10 EMC) for every running node, so that paid deployments may use them.</summary>
+    public async Task StakeAsync()
+    {
+        foreach (var agent in Agents)
+        {
+            var node = agent.NodeId!.Value.ToString();
+            await coordinator.Api.StakeAsync(node, 10_000_000, "deposit", $"stake-{node}", CancellationToken.None);
+        }
+    }
+
     public async Task StartAsync(int count, IReadOnlyList<Emc.Node.Inference.EngineEndpoint>? engines = null, Emc.Core.Verification.FaultSimulation? fault = null)
     {
         var started = new List<NodeAgent>();

@@ -29,6 +29,7 @@ public sealed class InferenceBillingTests
         await ServingNetworkTests.RegisterOnnxModelAsync(coordinator, "paid");
         await using var nodes = new ServingNodes(coordinator);
         await nodes.StartAsync(2);
+        await nodes.StakeAsync();
         const long Funds = 1_000_000;
         await coordinator.Api.FundAsync("operator", Funds, "fund-1", None);
 
@@ -142,6 +143,7 @@ public sealed class InferenceBillingTests
         await using var nodes = new ServingNodes(coordinator);
         await nodes.StartAsync(1);
         await nodes.StartAsync(1, fault: new FaultSimulation(FaultMode.WrongOutput, 0.3));
+        await nodes.StakeAsync();
         var honest = nodes.Agents[0].NodeId!.Value;
         var liar = nodes.Agents[1].NodeId!.Value;
         await coordinator.Api.FundAsync("operator", 1_000_000, "fund-1", None);
