@@ -55,10 +55,25 @@ public sealed class InferenceBillingTests
             Assert.Contains("budget", error.RootElement.GetProperty("error").GetString(), StringComparison.Ordinal);
         }
 
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(coordinator.Host.Endpoints.GrpcUrl, new Grpc.Net.Client.GrpcChannelOptions { HttpHandler = Bearer.Handler(coordinator.OperatorKey) });
+        var grpc = new Emc.Contracts.Inference.V2.GRPCInferenceService.GRPCInferenceServiceClient(channel);
+        var grpcRequest = new Emc.Contracts.Inference.V2.ModelInferRequest { ModelName = "paid" };
+        grpcRequest.Inputs.Add(new Emc.Contracts.Inference.V2.ModelInferRequest.Types.InferInputTensor
+        {
+            Name = "input",
+            Datatype = "FP32",
+            Shape = { 1, Features },
+            Contents = new Emc.Contracts.Inference.V2.InferTensorContents { Fp32Contents = { new float[Features] } },
+        });
+        var rpc = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () => await grpc.ModelInferAsync(grpcRequest));
+        Assert.Equal(Grpc.Core.StatusCode.ResourceExhausted, rpc.StatusCode);
+        Assert.Contains("budget", rpc.Status.Detail, StringComparison.Ordinal);
+
         var billing = coordinator.Host.Services.GetRequiredService<InferenceBilling>();
         await billing.PostAsync(None);
         var ledger = coordinator.Host.Services.GetRequiredService<LedgerService>().Ledger;
-        var escrow = AccountId.ForEscrow(EscrowId.Deployment(InferenceBilling.EscrowName(view.Id, view.CreatedAt)));
+        var escrow = AccountId.ForEscrow(EscrowId.Deployment(view.Spec.Escrow!));
+        Assert.Equal(InferenceBilling.EscrowName(view.Id, view.CreatedAt), view.Spec.Escrow);
         var payments = await PaymentsAsync(ledger, view.Id);
         Assert.Equal(25, payments.Sum(p => Requests(p)));
         Assert.Equal(2_500, payments.Sum(p => -p.AmountFor(escrow)));
