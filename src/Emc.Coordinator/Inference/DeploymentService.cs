@@ -150,7 +150,15 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         if (result.Outcome == RouteOutcome.Success)
         {
             // Metered before the answer leaves: a coordinator killed after this has the request in its journal.
-            _billing.Complete(ticket, result.NodeId ?? deployment.Router.NodeOf(result.ReplicaId!), 0);
+            try
+            {
+                _billing.Complete(ticket, result.NodeId ?? deployment.Router.NodeOf(result.ReplicaId!), 0);
+            }
+            catch (IOException ex)
+            {
+                throw OipException.Unavailable($"the answer could not be metered: {ex.Message}");
+            }
+
             _auditor.Consider(deployment.Audit, request, result.Response!, result.ReplicaId!);
             return result.Response!;
         }

@@ -1,8 +1,10 @@
 using System.Collections.Concurrent;
+using System.Data.Common;
 using System.Globalization;
 using Emc.Coordinator.Verification;
 using Emc.Core.Identity;
 using Emc.Ledger;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -71,6 +73,7 @@ public sealed partial class InferenceBilling : BackgroundService
     private readonly SemaphoreSlim _posting = new(1, 1);
     private readonly ConcurrentDictionary<string, Account> _accounts = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _unposted = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, string> _refunds = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource _opened = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private UsageJournal? _journal;
     private long _unanswered;
@@ -248,9 +251,18 @@ public sealed partial class InferenceBilling : BackgroundService
             await Task.Delay(20, cancellationToken);
         }
 
-        await PostAsync(cancellationToken);
         _accounts.TryRemove(deploymentId, out _);
-        await RefundAsync(account.Escrow, deploymentId, "undeployed", cancellationToken);
+        try
+        {
+            await PostAsync(cancellationToken);
+            await RefundAsync(account.Escrow, deploymentId, "undeployed", cancellationToken);
+        }
+        catch (Exception ex) when (ex is LedgerException or IOException or DbException or DbUpdateException or InvalidOperationException)
+        {
+            // The control loop tries again every tick (and a restart refunds escrows of removed deployments).
+            _refunds[account.Escrow] = deploymentId;
+            Log.PostFailed(_logger, ex);
+        }
     }
 
     /// <summary>
@@ -356,8 +368,13 @@ public sealed partial class InferenceBilling : BackgroundService
                 try
                 {
                     await PostAsync(stoppingToken);
+                    foreach (var (escrow, deploymentId) in _refunds)
+                    {
+                        await RefundAsync(escrow, deploymentId, "undeployed", stoppingToken);
+                        _refunds.TryRemove(escrow, out _);
+                    }
                 }
-                catch (Exception ex) when (ex is LedgerException or InvalidOperationException or IOException or Microsoft.EntityFrameworkCore.DbUpdateException)
+                catch (Exception ex) when (ex is LedgerException or InvalidOperationException or IOException or DbException or DbUpdateException)
                 {
                     Log.PostFailed(_logger, ex);
                 }
