@@ -195,11 +195,17 @@ public sealed partial class InferenceBilling : BackgroundService
             return;
         }
 
+        // Counted before the record exists, so that a batch posting it never makes the count fall below what is owed.
+        var charge = _ledger.Prices.InferenceCharge(1, Math.Max(0, tokens));
+        _unposted.AddOrUpdate(account.Escrow, charge, (_, sum) => sum + charge);
         try
         {
             Journal.Append(account.Escrow, address.Value.ToString().ToLowerInvariant(), Math.Max(0, tokens));
-            var charge = _ledger.Prices.InferenceCharge(1, Math.Max(0, tokens));
-            _unposted.AddOrUpdate(account.Escrow, charge, (_, sum) => sum + charge);
+        }
+        catch
+        {
+            _unposted.AddOrUpdate(account.Escrow, 0, (_, sum) => sum - charge);
+            throw;
         }
         finally
         {
