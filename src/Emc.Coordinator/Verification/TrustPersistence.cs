@@ -12,8 +12,10 @@ namespace Emc.Coordinator.Verification;
 /// any hosted service starts, so before the first audit or replay), and every record and reputation that a
 /// verdict changes is written behind: the keys that changed are collected, and every
 /// <see cref="TrustPersistenceOptions.FlushInterval"/> their newest values are written in one transaction;
-/// once more after every other service has stopped. A crash loses at most the last interval's verdicts: the
-/// nodes concerned come back with shorter clean records and are audited more, never less.
+/// once more after every other service has stopped. A crash loses at most the last interval's verified
+/// results: the nodes concerned come back with shorter clean records and are audited more, not less. A fault
+/// or a dispute (which resets a record) is written at once rather than at the next interval, since losing
+/// one would leave the node audited less than it should be.
 /// </summary>
 public sealed partial class TrustPersistence : IHostedLifecycleService, IDisposable
 {
@@ -25,6 +27,7 @@ public sealed partial class TrustPersistence : IHostedLifecycleService, IDisposa
     private readonly Lock _lock = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly SemaphoreSlim _flushing = new(1, 1);
+    private readonly SemaphoreSlim _wake = new(0, 1);
     private HashSet<(string Node, string Scope)> _changed = [];
     private Task _flusher = Task.CompletedTask;
 
@@ -140,6 +143,7 @@ public sealed partial class TrustPersistence : IHostedLifecycleService, IDisposa
         _trust.Recorded -= OnRecorded;
         _stopping.Dispose();
         _flushing.Dispose();
+        _wake.Dispose();
     }
 
     private void OnRecorded(TrustRecord record, double reputation)
@@ -155,6 +159,27 @@ public sealed partial class TrustPersistence : IHostedLifecycleService, IDisposa
         {
             _changed.Add((record.Node, record.Scope));
         }
+
+        if (record.Consecutive == 0)
+        {
+            WakeFlusher();
+        }
+    }
+
+    private void WakeFlusher()
+    {
+        try
+        {
+            _wake.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // Already woken: the next write takes this change too.
+        }
+        catch (ObjectDisposedException)
+        {
+            // Stopped: the last write has been made.
+        }
     }
 
     private async Task RunAsync(CancellationToken stoppingToken)
@@ -162,8 +187,25 @@ public sealed partial class TrustPersistence : IHostedLifecycleService, IDisposa
         using var timer = new PeriodicTimer(_options.FlushInterval, _time);
         try
         {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
+            var tick = timer.WaitForNextTickAsync(stoppingToken).AsTask();
+            var wake = _wake.WaitAsync(stoppingToken);
+            while (true)
             {
+                if (await Task.WhenAny(tick, wake) == tick)
+                {
+                    if (!await tick)
+                    {
+                        break;
+                    }
+
+                    tick = timer.WaitForNextTickAsync(stoppingToken).AsTask();
+                }
+                else
+                {
+                    await wake;
+                    wake = _wake.WaitAsync(stoppingToken);
+                }
+
                 await FlushAsync(stoppingToken);
             }
         }

@@ -5,8 +5,8 @@ public sealed class TrustPersistenceOptions
 {
     /// <summary>
     /// How often the records and reputations that changed are written, in one transaction. Default 1 s:
-    /// verdicts come a few per second at most; a crash loses at most this much of them, which only makes the
-    /// nodes concerned audited more.
+    /// verdicts come a few per second at most; a crash loses at most this much of the verified results, which
+    /// only makes the nodes concerned audited more (faults and disputes are written at once).
     /// </summary>
     public TimeSpan FlushInterval { get; set; } = TimeSpan.FromSeconds(1);
 

@@ -91,4 +91,26 @@ public sealed class TrustPersistenceTests
         Assert.Equal(new TrustRecord(Node, Scope, 3, 3, 0, 0), Assert.Single(stored.Records));
         Assert.Equal(trust.Reputation(Node), stored.Reputations[Node]);
     }
+
+    [Fact]
+    public async Task Fault_IsWrittenAtOnce_NotAtTheNextInterval()
+    {
+        // An hour between writes: only a fault's own wake-up can write it within the test.
+        await using var coordinator = await TestCoordinator.StartAsync(services: s => s.AddSingleton(new TrustPersistenceOptions { FlushInterval = TimeSpan.FromHours(1) }));
+        var trust = coordinator.Host.Services.GetRequiredService<TrustBook>();
+        var store = coordinator.Host.Services.GetRequiredService<TrustStore>();
+        trust.Record(Node, Scope, VerifiedOutcome.Valid);
+        trust.Record(Node, Scope, VerifiedOutcome.Fault);
+
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        TrustSnapshot stored;
+        while ((stored = await store.LoadAsync(CancellationToken.None)).Records.Count == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the fault was not written within 30 s");
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(new TrustRecord(Node, Scope, 0, 1, 1, 0), Assert.Single(stored.Records));
+        Assert.Equal(trust.Reputation(Node), stored.Reputations[Node]);
+    }
 }
