@@ -97,6 +97,10 @@ public sealed partial class SchedulerService : BackgroundService
             return true;
         }, cancellationToken);
 
+    /// <summary>The reputation the scheduler places the node with (<see cref="Scheduler.Reputation"/>).</summary>
+    public Task<double> GetReputationAsync(string nodeId, CancellationToken cancellationToken) =>
+        RequestAsync(s => s.Reputation(nodeId), cancellationToken);
+
     /// <summary>Sets many nodes' reputations in one request (the trust book's, put back after a restart).</summary>
     public Task<bool> SetReputationsAsync(IReadOnlyDictionary<string, double> reputations, CancellationToken cancellationToken)
     {

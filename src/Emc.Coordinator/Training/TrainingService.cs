@@ -1155,9 +1155,9 @@ public sealed partial class TrainingService : BackgroundService
                 Log.RefundedWithReplaysPending(_logger, jobId, pending, _options.RefundWait.TotalSeconds);
             }
         }
-        catch (Exception ex) when (ex is LedgerException or Microsoft.EntityFrameworkCore.DbUpdateException or InvalidOperationException)
+        catch (Exception ex) when (ex is not OperationCanceledException && ex is not OutOfMemoryException)
         {
-            // Tried again at a later tick; a restart refunds it too (RefundEndedJobsAsync).
+            // Run from the loop, which nothing may stop: tried again at a later tick; a restart refunds it too (RefundEndedJobsAsync).
             ended.RefundBy = now + TimeSpan.FromSeconds(2);
             Log.RefundFailed(_logger, jobId, ex);
         }

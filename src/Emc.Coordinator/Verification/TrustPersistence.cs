@@ -47,18 +47,6 @@ public sealed partial class TrustPersistence : IHostedLifecycleService, IDisposa
         _logger = logger;
     }
 
-    /// <summary>Records changed since the last write (for tests and metrics).</summary>
-    public int Pending
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _changed.Count;
-            }
-        }
-    }
-
     /// <summary>Reads the book from the database, replacing what it holds, and starts following its changes.</summary>
     public async Task StartingAsync(CancellationToken cancellationToken)
     {

@@ -1,3 +1,4 @@
+using Emc.Coordinator.Scheduling;
 using Emc.Coordinator.Tests.Infrastructure;
 using Emc.Coordinator.Verification;
 using Emc.Core.Verification;
@@ -49,8 +50,12 @@ public sealed class TrustPersistenceTests
             Assert.Equal(before.Reputations[Other], restored.Reputation(Other));
             Assert.True(restored.Reputation(Node) > 0.5 && restored.Reputation(Other) < 0.5);
 
-            // So the node is audited at the rate its record earned, not at the new-node rate.
+            // So the node is audited at the rate its record earned, not at the new-node rate, and the scheduler
+            // places it with the reputation it earned (ReputationSync queued it at start, ahead of this question).
             Assert.Equal(rate, restored.AuditRate(Node, Scope, AuditPolicy.Inference));
+            var scheduler = second.Host.Services.GetRequiredService<SchedulerService>();
+            Assert.Equal(before.Reputations[Node], await scheduler.GetReputationAsync(Node, CancellationToken.None));
+            Assert.Equal(before.Reputations[Other], await scheduler.GetReputationAsync(Other, CancellationToken.None));
 
             // The restored book goes on from there, and is kept again.
             restored.Record(Node, Scope, VerifiedOutcome.Fault);
