@@ -17,7 +17,7 @@ public static class DeploymentServiceCollectionExtensions
         services.TryAddSingleton(new DeploymentOptions());
         services.TryAddSingleton<IUsageMeter, InMemoryUsageMeter>();
         services.TryAddSingleton(new InferenceAuditOptions());
-        services.TryAddSingleton(new TrustBook());
+        services.AddEmcTrust();
         services.AddSingleton<InferenceAuditor>();
         services.AddHostedService(sp => sp.GetRequiredService<InferenceAuditor>());
         services.AddSingleton<LocalReferee>();

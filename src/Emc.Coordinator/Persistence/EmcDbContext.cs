@@ -41,6 +41,10 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
 
     public DbSet<ApiKeyRow> ApiKeys => Set<ApiKeyRow>();
 
+    public DbSet<TrustRecordRow> TrustRecords => Set<TrustRecordRow>();
+
+    public DbSet<TrustReputationRow> TrustReputations => Set<TrustReputationRow>();
+
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.Entity<NodeRecord>(node =>
@@ -135,6 +139,22 @@ public sealed class EmcDbContext(DbContextOptions<EmcDbContext> options) : DbCon
             key.Property(k => k.Hash).HasMaxLength(64);
             key.HasOne<AccountRow>().WithMany().HasForeignKey(k => k.AccountId).OnDelete(DeleteBehavior.Restrict);
             key.HasIndex(k => k.AccountId);
+        });
+
+        // The trust book (Verification/TrustStore): records per (node, scope) and a reputation per node.
+        modelBuilder.Entity<TrustRecordRow>(record =>
+        {
+            record.ToTable("trust_records");
+            record.HasKey(r => new { r.Node, r.Scope });
+            record.Property(r => r.Node).HasMaxLength(64);
+            record.Property(r => r.Scope).HasMaxLength(200);
+        });
+
+        modelBuilder.Entity<TrustReputationRow>(reputation =>
+        {
+            reputation.ToTable("trust_reputations");
+            reputation.HasKey(r => r.Node);
+            reputation.Property(r => r.Node).HasMaxLength(64);
         });
 
         modelBuilder.Entity<SettingRecord>(setting =>

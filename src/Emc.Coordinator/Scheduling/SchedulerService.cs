@@ -97,6 +97,25 @@ public sealed partial class SchedulerService : BackgroundService
             return true;
         }, cancellationToken);
 
+    /// <summary>The reputation the scheduler places the node with (<see cref="Scheduler.Reputation"/>).</summary>
+    public Task<double> GetReputationAsync(string nodeId, CancellationToken cancellationToken) =>
+        RequestAsync(s => s.Reputation(nodeId), cancellationToken);
+
+    /// <summary>Sets many nodes' reputations in one request (the trust book's, put back after a restart).</summary>
+    public Task<bool> SetReputationsAsync(IReadOnlyDictionary<string, double> reputations, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(reputations);
+        return RequestAsync(s =>
+        {
+            foreach (var (node, reputation) in reputations)
+            {
+                s.SetReputation(node, reputation);
+            }
+
+            return true;
+        }, cancellationToken);
+    }
+
     public Task<double> SetAccountWeightAsync(string account, double weight, CancellationToken cancellationToken) =>
         RequestAsync(s =>
         {

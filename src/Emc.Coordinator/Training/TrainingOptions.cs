@@ -20,4 +20,12 @@ public sealed class TrainingOptions
 
     /// <summary>Rounds of history the adaptive deadline reads per node. Default 8.</summary>
     public int DeadlineHistory { get; set; } = 8;
+
+    /// <summary>
+    /// How long the refund of a job that ended waits for the replays of its work still running, whose verdicts
+    /// may pay node-rounds from its escrow (a flagged update a replay clears). After it, what is left is refunded
+    /// anyway, and verdicts that come later pay nothing. Default 10 minutes, the training audit window (replays
+    /// of a small model take seconds; one whose nodes are gone ends at the verifier's replay timeout).
+    /// </summary>
+    public TimeSpan RefundWait { get; set; } = TimeSpan.FromMinutes(10);
 }

@@ -41,6 +41,9 @@ public sealed partial class TrainingService : BackgroundService
     private readonly Channel<Func<Task>> _inbox = Channel.CreateUnbounded<Func<Task>>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<string, ActiveJob> _jobs = new(StringComparer.Ordinal);
 
+    // Jobs that ended and whose escrow is not refunded yet: replays of their work may still pay from it.
+    private readonly Dictionary<string, EndedJob> _ended = new(StringComparer.Ordinal);
+
     // Scheduler job id → training job id; read on the scheduler's thread to filter its changes.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _roundJobs = new(StringComparer.Ordinal);
 
@@ -56,6 +59,7 @@ public sealed partial class TrainingService : BackgroundService
         _logger = logger;
         _scheduler.Committed += OnSchedulerCommitted;
         _verifier.Settled += OnVerdict;
+        _verifier.ReplaysSettled += OnReplaysSettled;
     }
 
     /// <summary>Starts a job; the spec must have passed <see cref="TrainingSubmission"/>'s checks.</summary>
@@ -125,6 +129,12 @@ public sealed partial class TrainingService : BackgroundService
                         job.NextPlanAt = _time.GetUtcNow() + TimeSpan.FromSeconds(2);
                     }
                 }
+
+                var now = _time.GetUtcNow();
+                foreach (var (id, _) in _ended.Where(e => now >= e.Value.RefundBy).ToList())
+                {
+                    await SettleEndedAsync(id, stoppingToken);
+                }
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -136,6 +146,7 @@ public sealed partial class TrainingService : BackgroundService
     {
         _scheduler.Committed -= OnSchedulerCommitted;
         _verifier.Settled -= OnVerdict;
+        _verifier.ReplaysSettled -= OnReplaysSettled;
         base.Dispose();
     }
 
@@ -976,21 +987,28 @@ public sealed partial class TrainingService : BackgroundService
             return;
         }
 
-        _jobs.Remove(job.Row.Id);
-        await RefundAsync(job.Row.Id, job.Spec, cancellationToken);
+        Ended(job);
         Log.JobCompleted(_logger, job.Row.Id, name, version.Value, final.EvalAccuracy ?? double.NaN, final.EvalLoss ?? double.NaN);
     }
 
     /// <summary>
     /// Pays a node-round that a replay verified but that was left out of its round's aggregate (its update
-    /// was flagged at round close): the work was done and checked, so it is paid like an accepted one.
-    /// Returns false when the job has ended or has no budget.
+    /// was flagged at round close): the work was done and checked, so it is paid like an accepted one. A job
+    /// that ended still pays until its escrow is refunded, which waits for its replays (<see cref="TrainingOptions.RefundWait"/>).
+    /// Returns false when the job's escrow was refunded (or the job is unknown: a restart refunds every ended
+    /// job's escrow and drops the replays in flight), or it has no budget.
     /// </summary>
+    /// <remarks>
+    /// The payment is queued on the service's loop before the returned task is first awaited: a verdict's
+    /// handler that calls this before its first await of anything else is paid ahead of the refund that the
+    /// verifier's <see cref="TrainingVerifier.ReplaysSettled"/> (raised after that verdict) leads to.
+    /// </remarks>
     public Task<bool> PayClearedAsync(string jobId, long round, string node, long samples, CancellationToken cancellationToken) =>
         CallAsync(
             async () =>
             {
-                if (!_jobs.TryGetValue(jobId, out var job) || job.Spec.Budget is null || samples <= 0)
+                var job = _jobs.GetValueOrDefault(jobId) ?? _ended.GetValueOrDefault(jobId)?.Job;
+                if (job is null || job.Spec.Budget is null || samples <= 0)
                 {
                     return false;
                 }
@@ -1087,6 +1105,64 @@ public sealed partial class TrainingService : BackgroundService
         return left <= 0 || left < job.LastRoundCharge;
     }
 
+    /// <summary>
+    /// Takes an ended job out of the running ones. Its escrow is refunded once the verifier has no replay of its
+    /// work left (or after <see cref="TrainingOptions.RefundWait"/>), so that a flagged node-round a replay
+    /// clears after the end is still paid (<see cref="PayClearedAsync"/>). The first look is queued, not made
+    /// here: the round that ended the job may still start replays (<see cref="TrainingVerifier.RoundCommitted"/>
+    /// runs after), and the payments of verdicts raised so far are already queued ahead of it.
+    /// </summary>
+    private void Ended(ActiveJob job)
+    {
+        var id = job.Row.Id;
+        _jobs.Remove(id);
+        if (job.Spec.Budget is null)
+        {
+            return;
+        }
+
+        // Only what pricing a payment needs is kept while the replays run.
+        job.Master = null;
+        job.Outer = null;
+        _ended[id] = new EndedJob(job, _time.GetUtcNow() + _options.RefundWait);
+        _inbox.Writer.TryWrite(() => SettleEndedAsync(id, CancellationToken.None));
+    }
+
+    private void OnReplaysSettled(string jobId) => _inbox.Writer.TryWrite(() => SettleEndedAsync(jobId, CancellationToken.None));
+
+    /// <summary>Refunds an ended job's escrow when no replay of its work is left, or its wait is over.</summary>
+    private async Task SettleEndedAsync(string jobId, CancellationToken cancellationToken)
+    {
+        if (!_ended.TryGetValue(jobId, out var ended))
+        {
+            return;
+        }
+
+        var pending = _verifier.PendingReplaysOf(jobId);
+        var now = _time.GetUtcNow();
+        if (pending > 0 && now < ended.RefundBy)
+        {
+            return;
+        }
+
+        try
+        {
+            await RefundAsync(jobId, ended.Job.Spec, cancellationToken);
+            _ended.Remove(jobId);
+            if (pending > 0)
+            {
+                // Their verdicts still settle held payments (release, void to the owner); a cleared flag pays nothing now.
+                Log.RefundedWithReplaysPending(_logger, jobId, pending, _options.RefundWait.TotalSeconds);
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException && ex is not OutOfMemoryException)
+        {
+            // Run from the loop, which nothing may stop: tried again at a later tick; a restart refunds it too (RefundEndedJobsAsync).
+            ended.RefundBy = now + TimeSpan.FromSeconds(2);
+            Log.RefundFailed(_logger, jobId, ex);
+        }
+    }
+
     private async Task RefundAsync(string jobId, TrainingJobSpec spec, CancellationToken cancellationToken)
     {
         if (spec.Budget is not null)
@@ -1118,8 +1194,7 @@ public sealed partial class TrainingService : BackgroundService
         job.Row.RoundJobId = null;
         job.Row.FinishedAtUnixMs = now.ToUnixTimeMilliseconds();
         await SaveAsync(job, null, cancellationToken);
-        _jobs.Remove(job.Row.Id);
-        await RefundAsync(job.Row.Id, job.Spec, cancellationToken);
+        Ended(job);
         Log.JobFinished(_logger, job.Row.Id, EmcJson.EnumText(state), reason);
     }
 
@@ -1174,6 +1249,21 @@ public sealed partial class TrainingService : BackgroundService
 
         [LoggerMessage(EventId = 406, Level = LogLevel.Error, Message = "Training {JobId}: a step failed")]
         public static partial void JobStepFailed(ILogger logger, string jobId, Exception exception);
+
+        [LoggerMessage(EventId = 409, Level = LogLevel.Warning, Message = "Training {JobId}: its escrow is refunded with {Replays} replays of its work still running after {Seconds:0} s; a flagged node-round they clear now goes unpaid")]
+        public static partial void RefundedWithReplaysPending(ILogger logger, string jobId, int replays, double seconds);
+
+        [LoggerMessage(EventId = 410, Level = LogLevel.Error, Message = "Training {JobId}: refunding its escrow failed; it is tried again")]
+        public static partial void RefundFailed(ILogger logger, string jobId, Exception exception);
+    }
+
+    /// <summary>A job that ended, until its escrow is refunded.</summary>
+    private sealed class EndedJob(ActiveJob job, DateTimeOffset refundBy)
+    {
+        public ActiveJob Job { get; } = job;
+
+        /// <summary>When the refund stops waiting for the job's replays (or is tried again after a failure).</summary>
+        public DateTimeOffset RefundBy { get; set; } = refundBy;
     }
 }
 

@@ -1,6 +1,5 @@
 using Emc.Coordinator.Blobs;
 using Emc.Coordinator.Verification;
-using Emc.Core.Verification;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
@@ -15,7 +14,7 @@ public static class TrainingServiceCollectionExtensions
         services.AddSingleton<TrainingOptions>();
         services.AddSingleton<TrainingStore>();
         services.AddSingleton<DatasetService>();
-        services.TryAddSingleton(new TrustBook());
+        services.AddEmcTrust();
         services.TryAddSingleton(new TrainingVerifierOptions());
         services.AddSingleton<TrainingVerifier>();
         services.AddHostedService(sp => sp.GetRequiredService<TrainingVerifier>());

@@ -10,7 +10,7 @@ namespace Emc.Coordinator.Verification;
 /// <summary>
 /// Settles training rounds' payments by the verifier's verdicts: a verified node-round's held payment is
 /// released to the node at once (a node-round left out of its aggregate on a suspicion its replay cleared
-/// is paid first); a node-round proven faulty has its payment voided (back to the job's
+/// is paid first, also after its job ended: the job's refund waits for its replays); a node-round proven faulty has its payment voided (back to the job's
 /// escrow, or to its owner once the job has ended) and the node's stake slashed, once per fault.
 /// </summary>
 public sealed partial class TrainingSettlement(TrainingVerifier verifier, LedgerService ledger, SlashingService slashing, TrainingStore store, TrainingService training, ILogger<TrainingSettlement> logger) : IHostedService
@@ -35,7 +35,9 @@ public sealed partial class TrainingSettlement(TrainingVerifier verifier, Ledger
         var key = LedgerService.TrainingPaymentKey(verified.JobId, verified.Round, verified.Node);
         if (ledger.Ledger.GetPayment(key) is null && !verified.Aggregated)
         {
-            // Flagged at round close, so left out of the aggregate and unpaid; its replay cleared it.
+            // Flagged at round close, so left out of the aggregate and unpaid; its replay cleared it. This must be
+            // the first await: the payment is then queued on the training loop ahead of the job's refund. After
+            // the refund (or a restart) it pays nothing and returns false.
             await training.PayClearedAsync(verified.JobId, verified.Round, verified.Node, verified.Samples, cancellationToken);
         }
 

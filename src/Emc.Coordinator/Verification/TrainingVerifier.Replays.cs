@@ -116,10 +116,18 @@ public sealed partial class TrainingVerifier
             }
 
             Interlocked.Decrement(ref _pendingReplays);
+            bool settled;
             lock (_lock)
             {
-                Checks(info.JobId).Replays--;
+                var checks = Checks(info.JobId);
+                checks.Replays--;
+                settled = checks.Replays == 0;
                 Unpin(check.Plan.BaseWeights);
+            }
+
+            if (settled)
+            {
+                ReplaysSettled?.Invoke(info.JobId);
             }
 
             await ReleaseUnreferencedAsync();

@@ -97,8 +97,26 @@ public sealed partial class TrainingVerifier : BackgroundService
     /// <summary>Every verdict, for the training service to record in the job (contributions, bans).</summary>
     internal event Action<VerdictNotice>? Settled;
 
+    /// <summary>
+    /// Raised with a job's id when its last replay waiting or running has ended (on a verifier thread; handlers
+    /// must not block). Every verdict of those replays — <see cref="RoundVerified"/>, <see cref="FaultProven"/>,
+    /// <see cref="Settled"/> — was raised before, so what their handlers queued synchronously is ahead of what
+    /// a handler of this queues: the training service refunds an ended job's escrow on it, after paying the
+    /// node-rounds those replays cleared.
+    /// </summary>
+    internal event Action<string>? ReplaysSettled;
+
     /// <summary>Replays waiting or running now.</summary>
     public int PendingReplays => Volatile.Read(ref _pendingReplays);
+
+    /// <summary>Replays of the job waiting or running now.</summary>
+    internal int PendingReplaysOf(string jobId)
+    {
+        lock (_lock)
+        {
+            return _jobs.TryGetValue(jobId, out var checks) ? checks.Replays : 0;
+        }
+    }
 
     /// <summary>Whether <paramref name="hash"/> is a blob a check in flight still needs (the training service keeps it).</summary>
     internal bool IsPinned(string hash) => _pins.ContainsKey(hash);

@@ -154,6 +154,9 @@ public sealed partial class Scheduler
         }
     }
 
+    /// <summary>The reputation the node is placed with (the initial reputation for a node never rated).</summary>
+    public double Reputation(string nodeId) => _reputations.GetValueOrDefault(nodeId, _options.InitialReputation);
+
     /// <summary>Sets a node's reputation (verification results move it too).</summary>
     public void SetReputation(string nodeId, double reputation)
     {

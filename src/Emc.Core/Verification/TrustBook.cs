@@ -22,11 +22,22 @@ public enum VerifiedOutcome
 /// <param name="Disputes">Disagreements no referee settled.</param>
 public sealed record TrustRecord(string Node, string Scope, long Consecutive, long Verified, long Faults, long Disputes);
 
+/// <summary>Everything a <see cref="TrustBook"/> holds, taken at one moment: what a host stores and puts back after a restart.</summary>
+/// <param name="Records">Every (node, scope) record, ordered by node and scope.</param>
+/// <param name="Reputations">Every node's reputation (nodes never checked have none and start at the initial reputation).</param>
+public sealed record TrustSnapshot(IReadOnlyList<TrustRecord> Records, IReadOnlyDictionary<string, double> Reputations)
+{
+    /// <summary>A book with nothing in it.</summary>
+    public static TrustSnapshot Empty { get; } = new([], new Dictionary<string, double>(StringComparer.Ordinal));
+}
+
 /// <summary>
 /// Verification records per (node, scope) and a reputation per node: an exponential moving average of the
 /// node's verified outcomes (1 for a verified result, 0 for a fault) that starts at
 /// <see cref="TrustOptions.InitialReputation"/>. The audit rate of a scope comes from its record through an
-/// <see cref="AuditPolicy"/>; the reputation sets placement priority. Thread-safe.
+/// <see cref="AuditPolicy"/>; the reputation sets placement priority. Thread-safe. It keeps nothing itself:
+/// a host that wants the book to outlive the process stores <see cref="Snapshot"/> (or what
+/// <see cref="Recorded"/> reports) and puts it back with <see cref="Restore(TrustSnapshot)"/>.
 /// </summary>
 public sealed class TrustBook
 {
@@ -47,6 +58,13 @@ public sealed class TrustBook
 
     /// <summary>Raised (outside the lock) after a node's reputation changed, with the node and its new reputation.</summary>
     public event Action<string, double>? ReputationChanged;
+
+    /// <summary>
+    /// Raised (outside the lock) after every <see cref="Record"/>, with the node's new record in the scope and
+    /// its reputation. Handlers on different threads may see two changes of one record out of order: read the
+    /// book again (<see cref="Get"/>, <see cref="Reputation"/>) for the newest values.
+    /// </summary>
+    public event Action<TrustRecord, double>? Recorded;
 
     /// <summary>The node's record in <paramref name="scope"/> (zeros when it has none).</summary>
     public TrustRecord Get(string node, string scope)
@@ -80,6 +98,7 @@ public sealed class TrustBook
         ArgumentException.ThrowIfNullOrEmpty(scope);
         TrustRecord next;
         double reputation;
+        bool changed;
         lock (_lock)
         {
             var record = _records.GetValueOrDefault((node, scope)) ?? new TrustRecord(node, scope, 0, 0, 0, 0);
@@ -98,13 +117,15 @@ public sealed class TrustBook
                 _ => current,
             };
             _reputations[node] = reputation;
-            if (reputation == current)
-            {
-                return next;
-            }
+            changed = reputation != current;
         }
 
-        ReputationChanged?.Invoke(node, reputation);
+        if (changed)
+        {
+            ReputationChanged?.Invoke(node, reputation);
+        }
+
+        Recorded?.Invoke(next, reputation);
         return next;
     }
 
@@ -126,23 +147,69 @@ public sealed class TrustBook
         }
     }
 
-    /// <summary>Puts back records and reputations read from storage (after a restart), replacing what is held.</summary>
+    /// <summary>Every record and every reputation, taken together under one lock.</summary>
+    public TrustSnapshot Snapshot()
+    {
+        lock (_lock)
+        {
+            return new TrustSnapshot(
+                [.. _records.Values.OrderBy(r => r.Node, StringComparer.Ordinal).ThenBy(r => r.Scope, StringComparer.Ordinal)],
+                new Dictionary<string, double>(_reputations, StringComparer.Ordinal));
+        }
+    }
+
+    /// <summary>Puts back a <see cref="Snapshot"/> (after a restart), replacing what is held; raises no events.</summary>
+    public void Restore(TrustSnapshot snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        Restore(snapshot.Records, snapshot.Reputations);
+    }
+
+    /// <summary>
+    /// Puts back records and reputations read from storage (after a restart), replacing what is held; raises no
+    /// events. Throws <see cref="ArgumentException"/>, holding what it held before, for a record without a node
+    /// or scope or with a negative count, and for a reputation outside [0, 1]; a node or scope given twice
+    /// keeps the last.
+    /// </summary>
     public void Restore(IEnumerable<TrustRecord> records, IEnumerable<KeyValuePair<string, double>> reputations)
     {
         ArgumentNullException.ThrowIfNull(records);
         ArgumentNullException.ThrowIfNull(reputations);
+        var restoredRecords = new Dictionary<(string Node, string Scope), TrustRecord>();
+        foreach (var record in records)
+        {
+            if (record is null || string.IsNullOrEmpty(record.Node) || string.IsNullOrEmpty(record.Scope)
+                || record.Consecutive < 0 || record.Verified < 0 || record.Faults < 0 || record.Disputes < 0)
+            {
+                throw new ArgumentException($"A trust record needs a node, a scope and counts that are not negative: {record}.", nameof(records));
+            }
+
+            restoredRecords[(record.Node, record.Scope)] = record;
+        }
+
+        var restoredReputations = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (var (node, reputation) in reputations)
+        {
+            if (string.IsNullOrEmpty(node) || !(reputation is >= 0 and <= 1))
+            {
+                throw new ArgumentException($"A reputation needs a node and a value in [0, 1]: '{node}' has {reputation}.", nameof(reputations));
+            }
+
+            restoredReputations[node] = reputation;
+        }
+
         lock (_lock)
         {
             _records.Clear();
             _reputations.Clear();
-            foreach (var record in records)
+            foreach (var (key, record) in restoredRecords)
             {
-                _records[(record.Node, record.Scope)] = record;
+                _records[key] = record;
             }
 
-            foreach (var (node, reputation) in reputations)
+            foreach (var (node, reputation) in restoredReputations)
             {
-                _reputations[node] = Math.Clamp(reputation, 0, 1);
+                _reputations[node] = reputation;
             }
         }
     }

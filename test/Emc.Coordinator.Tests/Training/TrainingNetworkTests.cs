@@ -286,9 +286,10 @@ internal sealed class InProcessNodes : IAsyncDisposable
 
     /// <summary>
     /// Starts <paramref name="count"/> agents with one training thread each. <paramref name="probe"/> is their
-    /// admission benchmark (default: a fixed 10 GFLOP/s); <paramref name="faults"/> the fault each commits on purpose.
+    /// admission benchmark (default: a fixed 10 GFLOP/s); <paramref name="faults"/> the fault each commits on purpose;
+    /// <paramref name="executors"/> run their kinds on every node instead of the built-in executors of those kinds.
     /// </summary>
-    public static async Task<InProcessNodes> StartAsync(TestCoordinator coordinator, int count, IDeviceProbe? probe = null, IReadOnlyList<Core.Verification.FaultSimulation?>? faults = null)
+    public static async Task<InProcessNodes> StartAsync(TestCoordinator coordinator, int count, IDeviceProbe? probe = null, IReadOnlyList<Core.Verification.FaultSimulation?>? faults = null, IReadOnlyList<Node.Work.ITaskExecutor>? executors = null)
     {
         var nodes = new InProcessNodes();
         for (var i = 0; i < count; i++)
@@ -304,6 +305,7 @@ internal sealed class InProcessNodes : IAsyncDisposable
                     TrainingThreads = 1,
                     DrainTimeout = TimeSpan.FromSeconds(5),
                     SimulateFault = faults is not null && i < faults.Count ? faults[i] : null,
+                    Executors = WithDefaults(executors, probe ?? new FixedProbe()),
                 },
                 probe ?? new FixedProbe(),
                 TimeProvider.System,
@@ -325,6 +327,22 @@ internal sealed class InProcessNodes : IAsyncDisposable
         }
 
         return nodes;
+    }
+
+    private static Node.Work.TaskExecutors? WithDefaults(IReadOnlyList<Node.Work.ITaskExecutor>? executors, IDeviceProbe probe)
+    {
+        if (executors is null)
+        {
+            return null;
+        }
+
+        var all = Node.Work.TaskExecutors.CreateDefault(probe);
+        foreach (var executor in executors)
+        {
+            all.Add(executor);
+        }
+
+        return all;
     }
 
     public async ValueTask DisposeAsync()

@@ -245,8 +245,8 @@ public sealed class TrainingVerificationNetworkTests(ITestOutputHelper output)
 
         /// <summary>
         /// Units paid (net of voids) per sample of verified, paid work, per node that was paid. (A node-round
-        /// whose replay clears it only after the job has ended and refunded its escrow goes unpaid; see
-        /// docs/ledger.md.)
+        /// whose replay clears it after the job has ended is paid too: the refund waits for the job's replays,
+        /// up to TrainingOptions.RefundWait; see docs/ledger.md.)
         /// </summary>
         public Dictionary<string, double> PaidPerSample(IEnumerable<string> nodes)
         {

@@ -188,6 +188,101 @@ public sealed class TrustBookTests
         Assert.Single(book.Records());
         Assert.Throws<ArgumentException>(() => new TrustBook(new TrustOptions { FaultPenalty = 0 }));
     }
+
+    [Fact]
+    public void Snapshot_RestoredIntoANewBook_GivesTheSameRecordsReputationsAndAuditRates()
+    {
+        var book = new TrustBook();
+        for (var i = 0; i < 15; i++)
+        {
+            book.Record("0xa", "model:m:1", VerifiedOutcome.Valid);
+        }
+
+        book.Record("0xa", "training", VerifiedOutcome.Valid);
+        book.Record("0xb", "training", VerifiedOutcome.Valid);
+        book.Record("0xb", "training", VerifiedOutcome.Fault);
+        book.Record("0xc", "hardware", VerifiedOutcome.Disputed);
+
+        var snapshot = book.Snapshot();
+        var restored = new TrustBook();
+        restored.Restore(snapshot);
+
+        Assert.Equal(book.Records(), restored.Records());
+        Assert.Equal(["0xa", "0xb", "0xc"], snapshot.Reputations.Keys.Order(StringComparer.Ordinal));
+        foreach (var node in new[] { "0xa", "0xb", "0xc", "0xd" })
+        {
+            Assert.Equal(book.Reputation(node), restored.Reputation(node));
+            foreach (var scope in new[] { "model:m:1", "training", "hardware" })
+            {
+                Assert.Equal(book.Get(node, scope), restored.Get(node, scope));
+                Assert.Equal(book.AuditRate(node, scope, AuditPolicy.Inference), restored.AuditRate(node, scope, AuditPolicy.Inference));
+            }
+        }
+
+        // The restored book goes on from where the first one was: the next verdict moves both alike.
+        Assert.Equal(book.Record("0xa", "model:m:1", VerifiedOutcome.Valid), restored.Record("0xa", "model:m:1", VerifiedOutcome.Valid));
+        Assert.Equal(book.Reputation("0xa"), restored.Reputation("0xa"));
+
+        // A snapshot is a copy: later verdicts do not change it.
+        Assert.Equal(15, snapshot.Records.Single(r => r.Node == "0xa" && r.Scope == "model:m:1").Consecutive);
+    }
+
+    [Fact]
+    public void Restore_ReplacesWhatIsHeld_AndRaisesNoEvents()
+    {
+        var book = new TrustBook();
+        book.Record("0xold", "s", VerifiedOutcome.Valid);
+        var events = 0;
+        book.Recorded += (_, _) => events++;
+        book.ReputationChanged += (_, _) => events++;
+
+        book.Restore(new TrustSnapshot([new TrustRecord("0xa", "s", 3, 4, 0, 1)], new Dictionary<string, double> { ["0xa"] = 0.7 }));
+
+        Assert.Equal(0, events);
+        Assert.Equal(new TrustRecord("0xold", "s", 0, 0, 0, 0), book.Get("0xold", "s"));
+        Assert.Equal(0.5, book.Reputation("0xold"));
+        Assert.Equal(0.7, book.Reputation("0xa"));
+        Assert.Equal(new TrustRecord("0xa", "s", 3, 4, 0, 1), Assert.Single(book.Snapshot().Records));
+
+        book.Restore(TrustSnapshot.Empty);
+        Assert.Empty(book.Records());
+        Assert.Empty(book.Reputations());
+    }
+
+    [Fact]
+    public void Restore_InvalidInput_Throws_AndKeepsWhatWasHeld()
+    {
+        var book = new TrustBook();
+        book.Record("0xa", "s", VerifiedOutcome.Valid);
+        var before = book.Snapshot();
+        var noReputations = new Dictionary<string, double>();
+
+        Assert.Throws<ArgumentException>(() => book.Restore([new TrustRecord("", "s", 0, 0, 0, 0)], noReputations));
+        Assert.Throws<ArgumentException>(() => book.Restore([new TrustRecord("0xa", "", 0, 0, 0, 0)], noReputations));
+        Assert.Throws<ArgumentException>(() => book.Restore([new TrustRecord("0xa", "s", -1, 0, 0, 0)], noReputations));
+        Assert.Throws<ArgumentException>(() => book.Restore([], new Dictionary<string, double> { ["0xa"] = 1.5 }));
+        Assert.Throws<ArgumentException>(() => book.Restore([], new Dictionary<string, double> { ["0xa"] = double.NaN }));
+        Assert.Throws<ArgumentNullException>(() => book.Restore(null!));
+
+        Assert.Equal(before.Records, book.Records());
+        Assert.Equal(before.Reputations, book.Reputations());
+    }
+
+    [Fact]
+    public void Recorded_IsRaisedForEveryVerdict_WithTheNewRecordAndReputation()
+    {
+        var book = new TrustBook();
+        var seen = new List<(TrustRecord Record, double Reputation)>();
+        book.Recorded += (record, reputation) => seen.Add((record, reputation));
+
+        var valid = book.Record("0xa", "s", VerifiedOutcome.Valid);
+        var disputed = book.Record("0xa", "s", VerifiedOutcome.Disputed);
+        var fault = book.Record("0xa", "t", VerifiedOutcome.Fault);
+
+        // A dispute leaves the reputation as it was, and is still a change of the record.
+        Assert.Equal([(valid, 0.525), (disputed, 0.525), (fault, 0.2625)], seen.Select(s => (s.Record, Math.Round(s.Reputation, 12))));
+        Assert.Equal(book.Reputation("0xa"), seen[^1].Reputation);
+    }
 }
 
 public sealed class OutputComparerTests

@@ -777,6 +777,53 @@ namespace Emc.Coordinator.Persistence.Migrations
                     b.ToTable("training_rounds", (string)null);
                 });
 
+            modelBuilder.Entity("Emc.Coordinator.Persistence.TrustRecordRow", b =>
+                {
+                    b.Property<string>("Node")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Scope")
+                        .HasMaxLength(200)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("Consecutive")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("Disputes")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("Faults")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("UpdatedAtUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("Verified")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Node", "Scope");
+
+                    b.ToTable("trust_records", (string)null);
+                });
+
+            modelBuilder.Entity("Emc.Coordinator.Persistence.TrustReputationRow", b =>
+                {
+                    b.Property<string>("Node")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<double>("Reputation")
+                        .HasColumnType("REAL");
+
+                    b.Property<long>("UpdatedAtUnixMs")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Node");
+
+                    b.ToTable("trust_reputations", (string)null);
+                });
+
             modelBuilder.Entity("Emc.Coordinator.Persistence.ApiKeyRow", b =>
                 {
                     b.HasOne("Emc.Coordinator.Persistence.AccountRow", null)
