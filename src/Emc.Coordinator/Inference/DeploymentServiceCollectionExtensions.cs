@@ -1,5 +1,4 @@
 using Emc.Coordinator.Verification;
-using Emc.Core.Verification;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
