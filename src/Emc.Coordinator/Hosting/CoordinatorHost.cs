@@ -13,10 +13,12 @@ using Emc.Coordinator.Persistence;
 using Emc.Coordinator.Registry;
 using Emc.Coordinator.Scheduling;
 using Emc.Coordinator.Training;
+using Emc.Core.Pricing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -106,7 +108,33 @@ public sealed class CoordinatorHost : IAsyncDisposable
             silo.Configure<GrainCollectionOptions>(o => o.CollectionAge = TimeSpan.FromMinutes(10));
         });
 
+        // Prices and payment timing: {data}/coordinator.json, then environment variables such as Prices__UnitsPerRequest.
+        var file = new Microsoft.Extensions.Configuration.Json.JsonConfigurationSource
+        {
+            Path = Path.Combine(Path.GetFullPath(options.DataDirectory), "coordinator.json"),
+            Optional = true,
+            ReloadOnChange = false,
+        };
+        file.ResolveFileProvider();
+        try
+        {
+            builder.Configuration.Sources.Insert(0, file);
+        }
+        catch (Exception ex) when (ex is InvalidDataException or FormatException or System.Text.Json.JsonException)
+        {
+            throw new ArgumentException($"{file.Path} is not usable: {ex.Message}", ex);
+        }
+        var prices = ReadSection<PriceTable>(builder.Configuration, "Prices") ?? new PriceTable();
+        var payments = ReadSection<PaymentOptions>(builder.Configuration, "Payments") ?? new PaymentOptions();
+        var problems = prices.Validate().Concat(payments.Validate()).ToList();
+        if (problems.Count > 0)
+        {
+            throw new ArgumentException($"the coordinator's configuration is not usable: {string.Join("; ", problems)}");
+        }
+
         var services = builder.Services;
+        services.AddSingleton(prices);
+        services.AddSingleton(payments);
         services.AddSingleton(options);
         services.AddSingleton(endpoints);
         services.TryAddTimeProvider();
@@ -221,6 +249,26 @@ public sealed class CoordinatorHost : IAsyncDisposable
     public Task StopAsync(CancellationToken cancellationToken) => _app.StopAsync(cancellationToken);
 
     public async ValueTask DisposeAsync() => await _app.DisposeAsync();
+
+    /// <summary>A configuration section bound to <typeparamref name="T"/>; null when absent. Unknown keys and unreadable values are errors.</summary>
+    private static T? ReadSection<T>(ConfigurationManager configuration, string name)
+        where T : class
+    {
+        var section = configuration.GetSection(name);
+        if (!section.Exists())
+        {
+            return null;
+        }
+
+        try
+        {
+            return section.Get<T>(o => o.ErrorOnUnknownConfiguration = true);
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new ArgumentException($"the coordinator's configuration section '{name}' is not usable: {ex.Message}", ex);
+        }
+    }
 }
 
 /// <summary>Whether the coordinator has finished starting and is not stopping.</summary>

@@ -48,9 +48,9 @@ public sealed record PriceTable
             errors.Add("prices and the minimum stake must not be negative");
         }
 
-        if (FeeBasisPoints is < 0 or > 10_000 || SlashBasisPoints is < 0 or > 10_000)
+        if (FeeBasisPoints is < 0 or >= 10_000 || SlashBasisPoints is < 0 or > 10_000)
         {
-            errors.Add("the fee and the slash are basis points: 0 to 10000");
+            errors.Add("the fee and the slash are basis points: the fee 0 to 9999, the slash 0 to 10000");
         }
 
         foreach (var (name, factor) in ClassFactors)
