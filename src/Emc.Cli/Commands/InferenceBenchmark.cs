@@ -398,6 +398,18 @@ internal static class InferenceBenchmark
                     ($"(c) EMC, batch {settings.MaxBatch}, 0 µs", settings.MaxBatch, 0),
                     ($"(c) EMC, batch {settings.MaxBatch}, {settings.DelayMicroseconds} µs", settings.MaxBatch, settings.DelayMicroseconds),
                 };
+                // A shakedown before anything of (c) is measured: the first deployment after the processes start
+                // would otherwise be measured while they still settle (JIT tiers, heap and thread pool sizes),
+                // which (b), one small process, gets over far sooner. Unmeasured, then undeployed.
+                {
+                    var spec = new DeploymentSpec { Model = ModelName, MinReplicas = 1, MaxReplicas = 1 };
+                    progress.WriteLine("    shakedown: a deployment that is warmed up and removed before the measured ones ...");
+                    var id = await DeployAsync(api, spec, network, cancellationToken);
+                    await load.CheckAsync(target, reference, "(c) shakedown", cancellationToken);
+                    warmups.Add($"(c) shakedown {await WarmUpAsync(load, target, settings, pids, cancellationToken):0} s");
+                    await UndeployAsync(api, id, cancellationToken);
+                }
+
                 foreach (var (label, maxBatch, delay) in configurations)
                 {
                     var spec = new DeploymentSpec
