@@ -428,6 +428,12 @@ public sealed partial class DeploymentService : BackgroundService, IInferenceBac
         }
 
         var record = new DeploymentRecord($"{row.Name}-v{row.Version}", spec with { Version = row.Version }, row.Version, _time.GetUtcNow()) { Owner = row.Owner };
+        if (await _store.GetAsync(record.Id, cancellationToken) is not null)
+        {
+            // Refused before any budget moves; the store's own check below covers a race with another deploy.
+            throw new DeploymentException(409, $"model {row.Name}:{row.Version} is already deployed as '{record.Id}'");
+        }
+
         record = await ReserveBudgetAsync(record, caller, cancellationToken);
         if (!await _store.AddAsync(record, cancellationToken))
         {

@@ -112,10 +112,8 @@ public sealed partial class InferenceBilling : BackgroundService
     /// Reserves <paramref name="budget"/> units of <paramref name="owner"/>'s balance for a new deployment's escrow
     /// <paramref name="escrow"/>; throws <see cref="InsufficientBalanceException"/> when the balance is short.
     /// </summary>
-    public async Task OpenEscrowAsync(string escrow, string owner, long budget, string deploymentId, CancellationToken cancellationToken)
-    {
-        await _ledger.Ledger.OpenEscrowAsync($"escrow:{escrow}", owner, EscrowId.Deployment(escrow), budget, new TransactionReferences { JobId = deploymentId }, cancellationToken);
-    }
+    public Task OpenEscrowAsync(string escrow, string owner, long budget, string deploymentId, CancellationToken cancellationToken) =>
+        _ledger.Ledger.OpenEscrowAsync($"escrow:{escrow}", owner, EscrowId.Deployment(escrow), budget, new TransactionReferences { JobId = deploymentId }, cancellationToken);
 
     /// <summary>Returns what is left in <paramref name="escrow"/> to its owner (a deployment that could not be stored, or was removed).</summary>
     public Task RefundAsync(string escrow, string deploymentId, string memo, CancellationToken cancellationToken) =>
@@ -124,8 +122,15 @@ public sealed partial class InferenceBilling : BackgroundService
     /// <summary>Starts charging requests of a deployment to <paramref name="escrow"/> (at deploy time, or when a restarted coordinator loads it).</summary>
     public async Task AttachAsync(string deploymentId, string escrow, CancellationToken cancellationToken)
     {
-        var balance = await _ledger.Ledger.GetBalanceAsync(AccountId.ForEscrow(EscrowId.Deployment(escrow)), cancellationToken);
-        var account = _accounts.GetOrAdd(deploymentId, _ => new Account(deploymentId, escrow));
+        var account = new Account(deploymentId, escrow);
+        await RefreshAsync(account, cancellationToken);
+        _accounts[deploymentId] = account;
+    }
+
+    /// <summary>Reads the escrow's balance from the ledger into <paramref name="account"/>.</summary>
+    private async Task RefreshAsync(Account account, CancellationToken cancellationToken)
+    {
+        var balance = await _ledger.Ledger.GetBalanceAsync(AccountId.ForEscrow(EscrowId.Deployment(account.Escrow)), cancellationToken);
         lock (account)
         {
             account.Balance = balance;
@@ -226,13 +231,28 @@ public sealed partial class InferenceBilling : BackgroundService
     /// <summary>Paid requests admitted and then not answered (so not charged) since the start.</summary>
     public long Unanswered => Interlocked.Read(ref _unanswered);
 
-    /// <summary>Adds <paramref name="amount"/> units from the owner's balance to the deployment's escrow.</summary>
-    public async Task<long> TopUpAsync(string deploymentId, string key, long amount, CancellationToken cancellationToken)
+    /// <summary>
+    /// Adds <paramref name="amount"/> units from the owner's balance to the deployment's escrow; false (nothing
+    /// moved) when the deployment has no budget or is being removed.
+    /// </summary>
+    public async Task<bool> TopUpAsync(string deploymentId, string key, long amount, CancellationToken cancellationToken)
     {
-        var account = _accounts.TryGetValue(deploymentId, out var found) ? found : throw new InvalidOperationException($"the deployment '{deploymentId}' has no budget");
+        if (!_accounts.TryGetValue(deploymentId, out var account))
+        {
+            return false;
+        }
+
+        lock (account)
+        {
+            if (account.Closed)
+            {
+                return false;
+            }
+        }
+
         await _ledger.Ledger.TopUpEscrowAsync(key, EscrowId.Deployment(account.Escrow), amount, new TransactionReferences { JobId = deploymentId }, cancellationToken);
-        await AttachAsync(deploymentId, account.Escrow, cancellationToken);
-        return Remaining(deploymentId) ?? 0;
+        await RefreshAsync(account, cancellationToken);
+        return true;
     }
 
     /// <summary>
@@ -257,7 +277,7 @@ public sealed partial class InferenceBilling : BackgroundService
             await Task.Delay(20, cancellationToken);
         }
 
-        _accounts.TryRemove(deploymentId, out _);
+        _accounts.TryRemove(KeyValuePair.Create(deploymentId, account));
         try
         {
             await PostAsync(cancellationToken);
@@ -533,7 +553,7 @@ public sealed partial class InferenceBilling : BackgroundService
                 }
             }
 
-            await AttachAsync(account.DeploymentId, account.Escrow, CancellationToken.None);
+            await RefreshAsync(account, CancellationToken.None);
         }
         catch (Exception ex) when (ex is LedgerException or InvalidOperationException or IOException or ObjectDisposedException)
         {

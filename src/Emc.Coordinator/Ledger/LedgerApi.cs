@@ -114,10 +114,10 @@ internal static class LedgerApi
         }
 
         return await WriteAsync(async () =>
-        {
-            await billing.TopUpAsync(id, $"api:{caller.AccountId}:{key}", body!.Amount, cancellationToken);
-            return Results.Ok(await deployments.GetAsync(id, cancellationToken));
-        });
+            await billing.TopUpAsync(id, $"api:{caller.AccountId}:{key}", body!.Amount, cancellationToken)
+                && await deployments.GetAsync(id, cancellationToken) is { } topped
+                    ? Results.Ok(topped)
+                    : Problem(409, "Deployment going away", $"The deployment '{id}' is being removed; its budget is refunded, not topped up."));
     }
 
     private static async Task<IResult> JournalAsync(LedgerService service, Caller caller, string? account, long? after, int? limit, CancellationToken cancellationToken)

@@ -43,7 +43,7 @@ public sealed class OpenAiApiTests
         }
 
         var service = coordinator.Host.Services.GetRequiredService<DeploymentService>();
-        await WaitForAsync(() => service.ListLanguageModels().Count == 1, TimeSpan.FromSeconds(60), "the model ready");
+        await Polling.UntilAsync(() => service.ListLanguageModels().Count == 1, TimeSpan.FromSeconds(60), "the model ready");
         var http = coordinator.Http;
 
         // /v1/models lists it in OpenAI's shape.
@@ -187,7 +187,7 @@ public sealed class OpenAiApiTests
         await alice.Api.DeployAsync(new DeploymentSpec { Model = "alice-gpt", Budget = 1_000_000 }, CancellationToken.None);
         await bob.Api.DeployAsync(new DeploymentSpec { Model = "bob-gpt", Budget = 1_000_000 }, CancellationToken.None);
         var service = coordinator.Host.Services.GetRequiredService<DeploymentService>();
-        await WaitForAsync(() => service.ListLanguageModels().Count == 2, TimeSpan.FromSeconds(90), "both models ready");
+        await Polling.UntilAsync(() => service.ListLanguageModels().Count == 2, TimeSpan.FromSeconds(90), "both models ready");
 
         Assert.Equal(["alice-gpt"], await alice.Api.GetLanguageModelsAsync(CancellationToken.None));
         Assert.Equal(["bob-gpt"], await bob.Api.GetLanguageModelsAsync(CancellationToken.None));
@@ -228,7 +228,7 @@ public sealed class OpenAiApiTests
         // A request may cost 100 + (prompt + max_tokens) units: 4 + 4 here, so 200 units admit one and not a second.
         var view = await alice.Api.DeployAsync(new DeploymentSpec { Model = "alice-gpt", Budget = 200 }, CancellationToken.None);
         var service = coordinator.Host.Services.GetRequiredService<DeploymentService>();
-        await WaitForAsync(() => service.ListLanguageModels().Count == 1, TimeSpan.FromSeconds(90), "the model ready");
+        await Polling.UntilAsync(() => service.ListLanguageModels().Count == 1, TimeSpan.FromSeconds(90), "the model ready");
 
         var body = new { model = "alice-gpt", messages = new[] { new { role = "user", content = "Once" } }, max_tokens = 4, temperature = 0, stream = true, stream_options = new { include_usage = true } };
         long promptTokens;
@@ -330,19 +330,5 @@ public sealed class OpenAiApiTests
         Assert.Equal(type, (string?)error["type"]);
         Assert.Equal(param, (string?)error["param"]);
         Assert.True(error.AsObject().ContainsKey("code"));
-    }
-
-    private static async Task WaitForAsync(Func<bool> condition, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"timed out waiting for {what}");
-            }
-
-            await Task.Delay(50);
-        }
     }
 }

@@ -57,7 +57,7 @@ public sealed class ServingNetworkTests
         var service = coordinator.Host.Services.GetRequiredService<DeploymentService>();
         var backend = coordinator.Host.Services.GetRequiredService<IInferenceBackend>();
         var router = service.GetRouter("tiny-v1")!;
-        await WaitForAsync(() => router.ReplicaCount == 2, TimeSpan.FromSeconds(60), "two replicas ready");
+        await Polling.UntilAsync(() => router.ReplicaCount == 2, TimeSpan.FromSeconds(60), "two replicas ready");
         Assert.True(await backend.IsReadyAsync("tiny", null, CancellationToken.None));
         var replicaNodes = router.GetReplicaLoads().Select(l => l.NodeId).ToHashSet();
         Assert.Equal(2, replicaNodes.Count);
@@ -111,14 +111,14 @@ public sealed class ServingNetworkTests
                 }
             }
         })).ToList();
-        await WaitForAsync(() => outcomes.Count > 50, TimeSpan.FromSeconds(30), "requests flowing");
+        await Polling.UntilAsync(() => outcomes.Count > 50, TimeSpan.FromSeconds(30), "requests flowing");
         await nodes.StopAsync(victim);
-        await WaitForAsync(
+        await Polling.UntilAsync(
             () => router.ReplicaCount == 2 && router.GetReplicaLoads().All(l => l.NodeId != victim.NodeId!.Value.ToString()),
             TimeSpan.FromSeconds(60),
             "a replacement replica on the third node");
         var before = outcomes.Count;
-        await WaitForAsync(() => outcomes.Count > before + 50, TimeSpan.FromSeconds(30), "requests flowing on the replacement");
+        await Polling.UntilAsync(() => outcomes.Count > before + 50, TimeSpan.FromSeconds(30), "requests flowing on the replacement");
         await flowing.CancelAsync();
         await Task.WhenAll(clients).WaitAsync(TimeSpan.FromSeconds(30));
         var failures = outcomes.Where(o => o != "ok").ToList();
@@ -142,7 +142,7 @@ public sealed class ServingNetworkTests
             Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
         }
 
-        await WaitForAsync(() => nodes.Agents.All(a => a.Inference is null || a.Inference.ReadyReplicas.Count == 0), TimeSpan.FromSeconds(30), "replicas stopped");
+        await Polling.UntilAsync(() => nodes.Agents.All(a => a.Inference is null || a.Inference.ReadyReplicas.Count == 0), TimeSpan.FromSeconds(30), "replicas stopped");
         var after = await Assert.ThrowsAsync<OipException>(() => backend.InferAsync("tiny", null, Request(new float[Features], 1), Deadline(5), CancellationToken.None));
         Assert.Equal(OipErrorKind.NotFound, after.Kind);
     }
@@ -165,7 +165,7 @@ public sealed class ServingNetworkTests
 
         var backend = coordinator.Host.Services.GetRequiredService<IInferenceBackend>();
         var service = coordinator.Host.Services.GetRequiredService<DeploymentService>();
-        await WaitForAsync(() => service.GetRouter("first-v1")!.ReplicaCount == 1 && service.GetRouter("second-v1")!.ReplicaCount == 1, TimeSpan.FromSeconds(60), "both deployments ready");
+        await Polling.UntilAsync(() => service.GetRouter("first-v1")!.ReplicaCount == 1 && service.GetRouter("second-v1")!.ReplicaCount == 1, TimeSpan.FromSeconds(60), "both deployments ready");
         foreach (var model in new[] { "first", "second" })
         {
             var response = await backend.InferAsync(model, null, Request(new float[Features], 1), Deadline(10), CancellationToken.None);
@@ -189,7 +189,7 @@ public sealed class ServingNetworkTests
         }
 
         DeploymentView? pending = null;
-        await WaitForAsync(
+        await Polling.UntilAsync(
             () =>
             {
                 pending = coordinator.Http.GetFromJsonAsync<DeploymentView>("api/v1/deployments/second-v1", EmcJson.Options).GetAwaiter().GetResult();
@@ -248,20 +248,6 @@ public sealed class ServingNetworkTests
         new() { Inputs = [InferTensor.Create<float>("input", [rows, features], values)] };
 
     private static DateTimeOffset Deadline(int seconds) => DateTimeOffset.UtcNow.AddSeconds(seconds);
-
-    private static async Task WaitForAsync(Func<bool> condition, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"timed out waiting for {what}");
-            }
-
-            await Task.Delay(50);
-        }
-    }
 }
 
 /// <summary>Node agents that can be started and stopped one by one.</summary>

@@ -38,7 +38,7 @@ public sealed class InferenceBillingTests
         Assert.Equal(2_550, view.BudgetLeft);
         Assert.Equal(Funds - 2_550, (await coordinator.Api.GetBalanceAsync("operator", None)).Available);
         var router = coordinator.Host.Services.GetRequiredService<DeploymentService>().GetRouter(view.Id)!;
-        await WaitForAsync(() => router.ReplicaCount == 2, TimeSpan.FromSeconds(60), "2 replicas ready");
+        await Polling.UntilAsync(() => router.ReplicaCount == 2, TimeSpan.FromSeconds(60), "2 replicas ready");
 
         for (var i = 0; i < 25; i++)
         {
@@ -146,6 +146,17 @@ public sealed class InferenceBillingTests
         var view = await alice.Api.DeployAsync(new DeploymentSpec { Model = "alice-model", Budget = 400_000 }, None);
         Assert.Equal(400_000, view.BudgetLeft);
         Assert.Equal(600_000, (await alice.Api.GetBalanceAsync("me", None)).Available);
+
+        // Deploying it again is refused before any money moves: not even an escrow opened and refunded.
+        var ledger = coordinator.Host.Services.GetRequiredService<LedgerService>().Ledger;
+        var journal = (await AllAsync(ledger)).Count;
+        using (var again = await alice.Http.PostAsJsonAsync("api/v1/deployments", new DeploymentSpec { Model = "alice-model", Budget = 1_000 }, EmcJson.Options))
+        {
+            Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+        }
+
+        Assert.Equal(journal, (await AllAsync(ledger)).Count);
+        Assert.Equal(600_000, (await alice.Api.GetBalanceAsync("me", None)).Available);
         await alice.Api.UndeployAsync(view.Id, None);
         Assert.Equal(1_000_000, (await alice.Api.GetBalanceAsync("me", None)).Available);
     }
@@ -164,7 +175,7 @@ public sealed class InferenceBillingTests
         await coordinator.Api.FundAsync("operator", 1_000_000, "fund-1", None);
         var view = await coordinator.Api.DeployAsync(new DeploymentSpec { Model = "lied-to", MinReplicas = 2, MaxReplicas = 2, Budget = 500_000 }, None);
         var router = coordinator.Host.Services.GetRequiredService<DeploymentService>().GetRouter(view.Id)!;
-        await WaitForAsync(() => router.ReplicaCount == 2, TimeSpan.FromSeconds(60), "2 replicas ready");
+        await Polling.UntilAsync(() => router.ReplicaCount == 2, TimeSpan.FromSeconds(60), "2 replicas ready");
         var auditor = coordinator.Host.Services.GetRequiredService<InferenceAuditor>();
         var billing = coordinator.Host.Services.GetRequiredService<InferenceBilling>();
         var caught = 0;
@@ -185,8 +196,8 @@ public sealed class InferenceBillingTests
         }
 
         var ledger = coordinator.Host.Services.GetRequiredService<LedgerService>().Ledger;
-        await WaitForAsync(() => ledger.GetBalanceAsync(AccountId.Held(liar), None).Result == 0, TimeSpan.FromSeconds(15), "the liar's held payments voided");
-        await WaitForAsync(() => router.GetReplicaLoads().All(l => l.NodeId != liar.ToString()), TimeSpan.FromSeconds(60), "the liar's replica evicted");
+        await Polling.UntilAsync(() => ledger.GetBalanceAsync(AccountId.Held(liar), None).Result == 0, TimeSpan.FromSeconds(15), "the liar's held payments voided");
+        await Polling.UntilAsync(() => router.GetReplicaLoads().All(l => l.NodeId != liar.ToString()), TimeSpan.FromSeconds(60), "the liar's replica evicted");
         for (var i = 0; i < 10; i++)
         {
             await InferAsync(coordinator, "lied-to", 1_000 + i);
@@ -242,15 +253,5 @@ public sealed class InferenceBillingTests
     {
         var random = new Random(seed);
         return new { inputs = new[] { new { name = "input", datatype = "FP32", shape = new[] { 1, Features }, data = Enumerable.Range(0, Features).Select(_ => random.NextDouble()).ToArray() } } };
-    }
-
-    private static async Task WaitForAsync(Func<bool> condition, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
-            await Task.Delay(50);
-        }
     }
 }

@@ -107,14 +107,14 @@ public sealed class InferenceAuditTests
         Assert.True(trust.Reputation(liar) < trust.Reputation(honest));
 
         // The liar's replica leaves the router; the honest one keeps serving.
-        await WaitForAsync(() => router.GetReplicaLoads().All(l => l.NodeId != liar), TimeSpan.FromSeconds(60), "the liar's replica evicted");
+        await Polling.UntilAsync(() => router.GetReplicaLoads().All(l => l.NodeId != liar), TimeSpan.FromSeconds(60), "the liar's replica evicted");
         await SendAsync(coordinator, "lied-to", 5, seed: 99);
         var view = (await coordinator.Http.GetFromJsonAsync<DeploymentView>("api/v1/deployments/lied-to-v1", EmcJson.Options))!;
         Assert.True(view.Audit.Faults >= 1);
         Assert.Equal(0, view.Audit.Disputes);
 
         // The proven fault cost the liar a fifth of its stake; the honest node kept all of its own.
-        await WaitForAsync(() => ledger.Ledger.GetBalanceAsync(AccountId.Slashed, CancellationToken.None).Result > 0, TimeSpan.FromSeconds(15), "the slash");
+        await Polling.UntilAsync(() => ledger.Ledger.GetBalanceAsync(AccountId.Slashed, CancellationToken.None).Result > 0, TimeSpan.FromSeconds(15), "the slash");
         var slashed = await ledger.Ledger.GetBalanceAsync(AccountId.Slashed, CancellationToken.None);
         Assert.Equal(10_000_000 - slashed, await ledger.Ledger.GetBalanceAsync(AccountId.Stake(EthAddress.Parse(liar)), CancellationToken.None));
         Assert.Equal(10_000_000, await ledger.Ledger.GetBalanceAsync(AccountId.Stake(EthAddress.Parse(honest)), CancellationToken.None));
@@ -147,7 +147,7 @@ public sealed class InferenceAuditTests
         Assert.DoesNotContain(InferenceAuditor.Coordinator, found.Witnesses);
         Assert.Equal(2, found.Witnesses.Count);
         Assert.DoesNotContain(liar, found.Witnesses);
-        await WaitForAsync(() => router.GetReplicaLoads().All(l => l.NodeId != liar), TimeSpan.FromSeconds(60), "the liar's replica evicted");
+        await Polling.UntilAsync(() => router.GetReplicaLoads().All(l => l.NodeId != liar), TimeSpan.FromSeconds(60), "the liar's replica evicted");
     }
 
     private static async Task<ReplicaRouter<RoutedCall, InferResponse>> DeployAsync(TestCoordinator coordinator, string model, int replicas)
@@ -158,7 +158,7 @@ public sealed class InferenceAuditTests
         }
 
         var router = coordinator.Host.Services.GetRequiredService<DeploymentService>().GetRouter(model + "-v1")!;
-        await WaitForAsync(() => router.ReplicaCount == replicas, TimeSpan.FromSeconds(60), $"{replicas} replicas ready");
+        await Polling.UntilAsync(() => router.ReplicaCount == replicas, TimeSpan.FromSeconds(60), $"{replicas} replicas ready");
         return router;
     }
 
@@ -171,16 +171,6 @@ public sealed class InferenceAuditTests
             var values = Enumerable.Range(0, Features).Select(_ => (float)random.NextDouble()).ToArray();
             var request = new InferRequest { Inputs = [InferTensor.Create<float>("input", [1, Features], values)] };
             await backend.InferAsync(model, null, request, DateTimeOffset.UtcNow.AddSeconds(10), CancellationToken.None);
-        }
-    }
-
-    private static async Task WaitForAsync(Func<bool> condition, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
-            await Task.Delay(50);
         }
     }
 }
