@@ -170,6 +170,9 @@ public sealed class CoordinatorHost : IAsyncDisposable
         var app = builder.Build();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+
+        // Open Inference Protocol infer calls with a valid key skip the rest of the pipeline (same checks, same handler).
+        app.UseOipInferFastPath();
         app.UseHttpMetrics();
 
         // Every endpoint needs an API key unless it says otherwise (AccessPolicies); see docs/accounts.md.

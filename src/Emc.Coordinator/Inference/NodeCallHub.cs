@@ -285,8 +285,14 @@ public sealed class NodeCallHub
         }
     }
 
-    /// <summary>One call waiting for its reply; completed by the reply, the stream's end or cancellation, whichever is first.</summary>
-    private sealed class PendingCall(NodeLine line, ulong id, string replicaId) : TaskCompletionSource<InferReply>(TaskCreationOptions.RunContinuationsAsynchronously)
+    /// <summary>
+    /// One call waiting for its reply; completed by the reply, the stream's end or cancellation, whichever is
+    /// first. Its caller goes on synchronously on the thread that completes it: a reply finishes its request
+    /// (the answer is written to the client) on the node stream's reader, with no thread-pool hop per reply.
+    /// That is safe because nothing on the way blocks: calls are queued with TryWrite, and writes to clients
+    /// are asynchronous (bench/README.md has what it saves).
+    /// </summary>
+    private sealed class PendingCall(NodeLine line, ulong id, string replicaId) : TaskCompletionSource<InferReply>(TaskCreationOptions.None)
     {
         public string ReplicaId { get; } = replicaId;
 

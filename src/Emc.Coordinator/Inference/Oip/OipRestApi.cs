@@ -1,7 +1,9 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Globalization;
 using Emc.Coordinator.Accounts;
 using Emc.Coordinator.Hosting;
+using Emc.Coordinator.Observability;
 using Emc.Core.Inference;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -115,8 +117,10 @@ internal static class OipRestApi
         }
     }
 
-    private static async Task InferAsync(HttpContext context)
+    /// <summary>The infer handler, of the mapped endpoints and of <see cref="OipInferFastPath"/>.</summary>
+    internal static async Task InferAsync(HttpContext context)
     {
+        var started = Stopwatch.GetTimestamp();
         var (name, version) = Route(context);
         var services = context.RequestServices;
         var options = services.GetRequiredService<IOptions<OipOptions>>().Value;
@@ -157,6 +161,8 @@ internal static class OipRestApi
             {
                 ArrayPool<byte>.Shared.Return(body);
             }
+
+            InferenceMetrics.Answered(context.Response.StatusCode, Stopwatch.GetElapsedTime(started));
         }
     }
 
