@@ -74,11 +74,56 @@ public sealed class CoordinatorEndpoints
         return new IPEndPoint(address, uri.Port);
     }
 
+    /// <summary>
+    /// A port that is free on <paramref name="host"/> now, for a listener that binds it a moment later. It
+    /// is taken below the kernel's ephemeral range where that range is known (Linux): a port the kernel
+    /// hands out may be given to an outgoing connection in that moment, which made a busy machine's
+    /// listener fail now and then with "address already in use". Elsewhere, or when no port there is
+    /// free, the kernel picks one.
+    /// </summary>
     private static int FreePort(string host)
     {
-        using var listener = new TcpListener(ToEndPoint(new UriBuilder("http", host, 1).Uri).Address, 0);
+        var address = ToEndPoint(new UriBuilder("http", host, 1).Uri).Address;
+        var lowest = EphemeralRangeStart();
+        if (lowest > FirstPrivatePort)
+        {
+            for (var attempt = 0; attempt < 64; attempt++)
+            {
+                var port = Random.Shared.Next(FirstPrivatePort, lowest);
+                try
+                {
+                    using var probe = new TcpListener(address, port);
+                    probe.Start();
+                    return port;
+                }
+                catch (SocketException)
+                {
+                    // Taken: try another.
+                }
+            }
+        }
+
+        using var listener = new TcpListener(address, 0);
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>The lowest port chosen outside the ephemeral range.</summary>
+    private const int FirstPrivatePort = 20000;
+
+    /// <summary>The first port of the kernel's ephemeral range, or 0 where it cannot be read.</summary>
+    private static int EphemeralRangeStart()
+    {
+        try
+        {
+            var text = File.ReadAllText("/proc/sys/net/ipv4/ip_local_port_range");
+            var first = text.Split(['\t', ' ', '\n'], StringSplitOptions.RemoveEmptyEntries)[0];
+            return int.TryParse(first, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port) ? port : 0;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or IndexOutOfRangeException)
+        {
+            return 0;
+        }
     }
 
     internal static int FreeLoopbackPort() => FreePort("127.0.0.1");
