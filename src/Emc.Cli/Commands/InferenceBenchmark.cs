@@ -77,7 +77,15 @@ internal sealed record ThroughputSummary(
     double P50Ms,
     double P99Ms,
     double ClientCpuPercent,
-    double ServerCpuPercent);
+    double ServerCpuPercent,
+    double? DirectRequestsPerSecond = null)
+{
+    /// <summary>This target's throughput over (b)'s in the slices alternated with it; null when not measured so.</summary>
+    public double? OverDirect => DirectRequestsPerSecond is > 0 ? Math.Round(RequestsPerSecond / DirectRequestsPerSecond.Value, 3) : null;
+}
+
+/// <summary>The requests of closed-loop slices: durations (Stopwatch ticks) of the answered ones, failures, and CPU seconds used.</summary>
+internal sealed record ClosedLoopSamples(long[] Ticks, long Errors, double Seconds, double ClientCpuSeconds, double ServerCpuSeconds);
 
 /// <summary>What `emc bench inference` measured.</summary>
 internal sealed record InferenceReport(
@@ -114,14 +122,15 @@ internal sealed record InferenceReport(
 
         text.AppendLine(c, $"added by EMC's hop, (c) - (b): p50 {AddedP50Ms:+0.000;-0.000} ms, p99 {AddedP99Ms:+0.000;-0.000} ms (goals: <= 0.5 and <= 1.5)");
         text.AppendLine("maximum throughput (closed loop)");
-        text.AppendLine("  target                          clients  requests  errors    req/s   p50 ms   p99 ms  client CPU  server CPU");
+        text.AppendLine("  target                          clients  requests  errors    req/s   p50 ms   p99 ms  client CPU  server CPU  (b) between  / (b)");
         foreach (var t in Throughput)
         {
-            text.AppendLine(c, $"  {t.Target,-30} {t.Concurrency,8} {t.Requests,9} {t.Errors,7} {t.RequestsPerSecond,8:0} {t.P50Ms,8:0.000} {t.P99Ms,8:0.000} {t.ClientCpuPercent,10:0}% {t.ServerCpuPercent,10:0}%");
+            var paired = t.DirectRequestsPerSecond is { } direct ? string.Create(c, $"{direct,11:0} {t.OverDirect,6:0.00}") : "";
+            text.AppendLine(c, $"  {t.Target,-30} {t.Concurrency,8} {t.Requests,9} {t.Errors,7} {t.RequestsPerSecond,8:0} {t.P50Ms,8:0.000} {t.P99Ms,8:0.000} {t.ClientCpuPercent,10:0}% {t.ServerCpuPercent,10:0}%  {paired}");
         }
 
         text.AppendLine(c, $"in-process batches of {MaxBatch}: {InProcessBatchRowsPerSecond:0} rows/s (ONNX Runtime alone, the ceiling of batching)");
-        text.AppendLine(c, $"(c) batched / (b) unbatched: {BatchedOverDirectRatio:0.00}x (goal >= 1)");
+        text.AppendLine(c, $"(c) batched / (b) unbatched, measured in alternated slices: {BatchedOverDirectRatio:0.00}x (goal >= 1)");
         foreach (var note in Notes)
         {
             text.AppendLine(c, $"note: {note}");
@@ -346,19 +355,21 @@ internal static class InferenceBenchmark
 
             using var load = new LoadClient(input);
 
-            // (b) the single-hop reference server, its own process.
+            // (b) the single-hop reference server, its own process. It stays up (idle) while (c) runs: (c)'s
+            // throughput is measured in slices alternated with (b)'s.
             var port = FreeLoopbackPort();
             var serverLog = Path.Combine(root, "logs", "serve-onnx.log");
             progress.WriteLine($"(b) single-hop server on port {port} ...");
-            using (var server = SelfProcess.Start(
+            using var server = SelfProcess.Start(
                 ["bench", "serve-onnx", modelPath, "--port", port.ToString(CultureInfo.InvariantCulture), "--name", ModelName, "--threads", settings.Threads.ToString(CultureInfo.InvariantCulture)],
-                serverLog))
+                serverLog);
+            var directTarget = new Uri($"http://127.0.0.1:{port}/v2/models/{ModelName}/infer");
+            try
             {
-                try
                 {
                     var baseUri = new Uri($"http://127.0.0.1:{port}/");
                     await WaitForServerAsync(baseUri, server, serverLog, cancellationToken);
-                    var target = new Uri(baseUri, $"v2/models/{ModelName}/infer");
+                    var target = directTarget;
                     await load.CheckAsync(target, reference, "(b)", cancellationToken);
 
                     // The client alone: the same requests to a handler that only reads the body.
@@ -375,71 +386,71 @@ internal static class InferenceBenchmark
                     progress.WriteLine($"    throughput {directMax.RequestsPerSecond:0} req/s");
                     throughputs.Add(directMax);
                 }
-                finally
+
+                // (c) a coordinator and node processes.
+                progress.WriteLine($"(c) coordinator and {settings.Nodes} node(s) ...");
+                await using (var network = await LocalNetwork.StartAsync(
+                    Path.Combine(root, "network"), settings.Nodes, "http://127.0.0.1:0", "http://127.0.0.1:0",
+                    settings.Threads > 0 ? ["--inference-threads", settings.Threads.ToString(CultureInfo.InvariantCulture)] : [], TimeSpan.FromSeconds(120), cancellationToken))
                 {
-                    await SelfProcess.StopAsync(server, TimeSpan.FromSeconds(10));
+                    var api = network.CreateClient(TimeSpan.FromSeconds(30));
+                    load.Authorize(network.ApiKey);
+                    await api.PushModelAsync(modelPath, ModelName, null, "onnx", [], [], cancellationToken);
+                    var target = new Uri(network.ApiUrl!, $"v2/models/{ModelName}/infer");
+                    int[] pids = [network.Coordinator.Id, .. network.Nodes.Select(n => n.Id)];
+                    var configurations = new (string Label, int MaxBatch, long Delay)[]
+                    {
+                        ("(c) EMC, no batching", 1, 0),
+                        ($"(c) EMC, batch {settings.MaxBatch}, 0 µs", settings.MaxBatch, 0),
+                        ($"(c) EMC, batch {settings.MaxBatch}, {settings.DelayMicroseconds} µs", settings.MaxBatch, settings.DelayMicroseconds),
+                    };
+                    // A shakedown before anything of (c) is measured: the first deployment after the processes start
+                    // would otherwise be measured while they still settle (JIT tiers, heap and thread pool sizes),
+                    // which (b), one small process, gets over far sooner. Unmeasured, then undeployed.
+                    {
+                        var spec = new DeploymentSpec { Model = ModelName, MinReplicas = 1, MaxReplicas = 1 };
+                        progress.WriteLine("    shakedown: a deployment that is warmed up and removed before the measured ones ...");
+                        var id = await DeployAsync(api, spec, network, cancellationToken);
+                        await load.CheckAsync(target, reference, "(c) shakedown", cancellationToken);
+                        warmups.Add($"(c) shakedown {await WarmUpAsync(load, target, settings, pids, cancellationToken):0} s");
+                        await UndeployAsync(api, id, cancellationToken);
+                    }
+
+                    foreach (var (label, maxBatch, delay) in configurations)
+                    {
+                        var spec = new DeploymentSpec
+                        {
+                            Model = ModelName,
+                            MinReplicas = 1,
+                            MaxReplicas = 1,
+                            MaxBatch = maxBatch,
+                            MaxDelayMicroseconds = delay,
+                            MaxOngoingPerReplica = DeploymentSpec.DefaultMaxOngoing(maxBatch),
+                        };
+                        progress.WriteLine($"    deploying: max-batch {maxBatch}, delay {delay} µs, {spec.EffectiveMaxOngoing} in flight per replica ...");
+                        var id = await DeployAsync(api, spec, network, cancellationToken);
+                        await load.CheckAsync(target, reference, label, cancellationToken);
+                        warmups.Add($"{label[4..]} {await WarmUpAsync(load, target, settings, pids, cancellationToken):0} s");
+                        var latency = await load.OpenLoopAsync(label, target, settings.Rate, settings.Warmup, settings.LatencyDuration, pids, cancellationToken);
+                        progress.WriteLine($"    latency p50 {latency.P50Ms:0.000} ms, p99 {latency.P99Ms:0.000} ms");
+                        latencies.Add(latency);
+                        var max = await PairedThroughputAsync(load, label, target, pids, directTarget, server.Id, settings, cancellationToken);
+                        progress.WriteLine($"    throughput {max.RequestsPerSecond:0} req/s; (b) in the slices between: {max.DirectRequestsPerSecond:0} req/s");
+                        throughputs.Add(max);
+                        await UndeployAsync(api, id, cancellationToken);
+                    }
                 }
             }
-
-            // (c) a coordinator and node processes.
-            progress.WriteLine($"(c) coordinator and {settings.Nodes} node(s) ...");
-            await using (var network = await LocalNetwork.StartAsync(
-                Path.Combine(root, "network"), settings.Nodes, "http://127.0.0.1:0", "http://127.0.0.1:0",
-                settings.Threads > 0 ? ["--inference-threads", settings.Threads.ToString(CultureInfo.InvariantCulture)] : [], TimeSpan.FromSeconds(120), cancellationToken))
+            finally
             {
-                var api = network.CreateClient(TimeSpan.FromSeconds(30));
-                load.Authorize(network.ApiKey);
-                await api.PushModelAsync(modelPath, ModelName, null, "onnx", [], [], cancellationToken);
-                var target = new Uri(network.ApiUrl!, $"v2/models/{ModelName}/infer");
-                int[] pids = [network.Coordinator.Id, .. network.Nodes.Select(n => n.Id)];
-                var configurations = new (string Label, int MaxBatch, long Delay)[]
-                {
-                    ("(c) EMC, no batching", 1, 0),
-                    ($"(c) EMC, batch {settings.MaxBatch}, 0 µs", settings.MaxBatch, 0),
-                    ($"(c) EMC, batch {settings.MaxBatch}, {settings.DelayMicroseconds} µs", settings.MaxBatch, settings.DelayMicroseconds),
-                };
-                // A shakedown before anything of (c) is measured: the first deployment after the processes start
-                // would otherwise be measured while they still settle (JIT tiers, heap and thread pool sizes),
-                // which (b), one small process, gets over far sooner. Unmeasured, then undeployed.
-                {
-                    var spec = new DeploymentSpec { Model = ModelName, MinReplicas = 1, MaxReplicas = 1 };
-                    progress.WriteLine("    shakedown: a deployment that is warmed up and removed before the measured ones ...");
-                    var id = await DeployAsync(api, spec, network, cancellationToken);
-                    await load.CheckAsync(target, reference, "(c) shakedown", cancellationToken);
-                    warmups.Add($"(c) shakedown {await WarmUpAsync(load, target, settings, pids, cancellationToken):0} s");
-                    await UndeployAsync(api, id, cancellationToken);
-                }
-
-                foreach (var (label, maxBatch, delay) in configurations)
-                {
-                    var spec = new DeploymentSpec
-                    {
-                        Model = ModelName,
-                        MinReplicas = 1,
-                        MaxReplicas = 1,
-                        MaxBatch = maxBatch,
-                        MaxDelayMicroseconds = delay,
-                        MaxOngoingPerReplica = DeploymentSpec.DefaultMaxOngoing(maxBatch),
-                    };
-                    progress.WriteLine($"    deploying: max-batch {maxBatch}, delay {delay} µs, {spec.EffectiveMaxOngoing} in flight per replica ...");
-                    var id = await DeployAsync(api, spec, network, cancellationToken);
-                    await load.CheckAsync(target, reference, label, cancellationToken);
-                    warmups.Add($"{label[4..]} {await WarmUpAsync(load, target, settings, pids, cancellationToken):0} s");
-                    var latency = await load.OpenLoopAsync(label, target, settings.Rate, settings.Warmup, settings.LatencyDuration, pids, cancellationToken);
-                    progress.WriteLine($"    latency p50 {latency.P50Ms:0.000} ms, p99 {latency.P99Ms:0.000} ms");
-                    latencies.Add(latency);
-                    var max = await load.ClosedLoopAsync(label, target, settings.Concurrency, settings.Warmup, settings.ThroughputDuration, pids, cancellationToken);
-                    progress.WriteLine($"    throughput {max.RequestsPerSecond:0} req/s");
-                    throughputs.Add(max);
-                    await UndeployAsync(api, id, cancellationToken);
-                }
+                await SelfProcess.StopAsync(server, TimeSpan.FromSeconds(10));
             }
 
             var b = latencies.Single(l => l.Target.StartsWith("(b)", StringComparison.Ordinal));
             var c = latencies.First(l => l.Target.StartsWith("(c)", StringComparison.Ordinal));
-            var bMax = throughputs.Single(t => t.Target.StartsWith("(b)", StringComparison.Ordinal)).RequestsPerSecond;
-            var cBatched = throughputs.Where(t => t.Target.StartsWith("(c)", StringComparison.Ordinal) && !t.Target.Contains("no batching", StringComparison.Ordinal)).Max(t => t.RequestsPerSecond);
+            var batchedRatio = throughputs.Where(t => t.Target.StartsWith("(c)", StringComparison.Ordinal) && !t.Target.Contains("no batching", StringComparison.Ordinal)).Max(t => t.OverDirect ?? 0);
             finished = true;
+            notes.Add($"(c)'s throughput: {PairedRounds} rounds of a (b) slice then a (c) slice, {settings.ThroughputDuration.TotalSeconds / 2:0.#} s each after {PairedWarmup.TotalSeconds:0} s unmeasured; directRequestsPerSecond is (b) over its slices, and the ratio is taken between the two");
             notes.Add("server CPU: (b) the serve-onnx process; (c) the coordinator and node processes together; 100% = one core");
             notes.Add($"closed-loop warm-up before each target, until its processes' tiered JIT rested (at most one 10 ms tick in 5 s; at most 120 s): {string.Join(", ", warmups)}");
             notes.Add("the client, the servers and ONNX Runtime share this machine's cores");
@@ -459,7 +470,7 @@ internal static class InferenceBenchmark
                 throughputs,
                 Math.Round(c.P50Ms - b.P50Ms, 3),
                 Math.Round(c.P99Ms - b.P99Ms, 3),
-                bMax > 0 ? Math.Round(cBatched / bMax, 3) : 0,
+                batchedRatio,
                 notes);
         }
         finally
@@ -481,6 +492,33 @@ internal static class InferenceBenchmark
                 progress.WriteLine($"logs kept in {root}");
             }
         }
+    }
+
+    /// <summary>Rounds of alternated (b) and (c) slices in one (c) throughput figure.</summary>
+    private const int PairedRounds = 3;
+
+    /// <summary>Unmeasured load before each slice, as each target was idle during the other's slice.</summary>
+    private static readonly TimeSpan PairedWarmup = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// (c)'s maximum throughput, measured in <see cref="PairedRounds"/> slices of half the throughput duration,
+    /// each right after a slice of (b) of the same length: this machine's speed drifts by ±10 % over minutes,
+    /// which measured apart moved the ratio of the two as much as anything EMC does.
+    /// </summary>
+    private static async Task<ThroughputSummary> PairedThroughputAsync(
+        LoadClient load, string label, Uri target, int[] pids, Uri directTarget, int directPid, InferenceBenchSettings settings, CancellationToken cancellationToken)
+    {
+        var slice = settings.ThroughputDuration / 2;
+        var direct = new List<ClosedLoopSamples>();
+        var emc = new List<ClosedLoopSamples>();
+        for (var round = 0; round < PairedRounds; round++)
+        {
+            direct.Add(await load.ClosedLoopSamplesAsync(directTarget, settings.Concurrency, PairedWarmup, slice, [directPid], cancellationToken));
+            emc.Add(await load.ClosedLoopSamplesAsync(target, settings.Concurrency, PairedWarmup, slice, pids, cancellationToken));
+        }
+
+        var b = LoadClient.Summarise("(b)", settings.Concurrency, direct);
+        return LoadClient.Summarise(label, settings.Concurrency, emc, b.RequestsPerSecond);
     }
 
     private static string WriteZooMlp(string path)
@@ -802,7 +840,25 @@ internal sealed class LoadClient : IDisposable
     }
 
     /// <summary>Closed loop: <paramref name="concurrency"/> clients each send the next request when the last is answered.</summary>
-    public async Task<ThroughputSummary> ClosedLoopAsync(string label, Uri target, int concurrency, TimeSpan warmup, TimeSpan duration, int[] serverPids, CancellationToken cancellationToken)
+    public async Task<ThroughputSummary> ClosedLoopAsync(string label, Uri target, int concurrency, TimeSpan warmup, TimeSpan duration, int[] serverPids, CancellationToken cancellationToken) =>
+        Summarise(label, concurrency, [await ClosedLoopSamplesAsync(target, concurrency, warmup, duration, serverPids, cancellationToken)]);
+
+    /// <summary>One throughput figure from the samples of one or more closed-loop slices of the same target.</summary>
+    public static ThroughputSummary Summarise(string label, int concurrency, IReadOnlyList<ClosedLoopSamples> slices, double? directRequestsPerSecond = null)
+    {
+        long[] sorted = [.. slices.SelectMany(s => s.Ticks)];
+        var seconds = slices.Sum(s => s.Seconds);
+        var summary = InferenceBenchmark.Summarise(
+            label, sorted, sorted.Length, slices.Sum(s => s.Errors), seconds,
+            100 * slices.Sum(s => s.ClientCpuSeconds) / seconds, 100 * slices.Sum(s => s.ServerCpuSeconds) / seconds);
+        return new ThroughputSummary(label, concurrency, sorted.Length, summary.Errors, summary.Seconds, summary.RequestsPerSecond, summary.P50Ms, summary.P99Ms, summary.ClientCpuPercent, summary.ServerCpuPercent, directRequestsPerSecond);
+    }
+
+    /// <summary>
+    /// <paramref name="concurrency"/> clients send requests back to back for <paramref name="warmup"/>
+    /// (not recorded), then for <paramref name="duration"/> (recorded).
+    /// </summary>
+    public async Task<ClosedLoopSamples> ClosedLoopSamplesAsync(Uri target, int concurrency, TimeSpan warmup, TimeSpan duration, int[] serverPids, CancellationToken cancellationToken)
     {
         var recording = 0;
         var stop = 0;
@@ -827,21 +883,20 @@ internal sealed class LoadClient : IDisposable
                 cancellationToken);
         }
 
-        long[] sorted;
         double seconds;
         double clientCpu;
-        double serverCpuPercent;
+        double serverCpu;
         try
         {
             await Task.Delay(warmup, cancellationToken);
-            var (cpu, serverCpu) = (Process.GetCurrentProcess().TotalProcessorTime, ServerCpu(serverPids));
+            var (cpu, serverBefore) = (Process.GetCurrentProcess().TotalProcessorTime, ServerCpu(serverPids));
             var watch = Stopwatch.StartNew();
             Volatile.Write(ref recording, 1);
             await Task.Delay(duration, cancellationToken);
             Volatile.Write(ref recording, 0);
             seconds = watch.Elapsed.TotalSeconds;
-            clientCpu = 100 * (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds / seconds;
-            serverCpuPercent = 100 * (ServerCpu(serverPids) - serverCpu) / seconds;
+            clientCpu = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds;
+            serverCpu = ServerCpu(serverPids) - serverBefore;
         }
         finally
         {
@@ -850,10 +905,7 @@ internal sealed class LoadClient : IDisposable
         }
 
         cancellationToken.ThrowIfCancellationRequested();
-        sorted = [.. workers.SelectMany(w => w.Ticks)];
-        var errors = workers.Sum(w => w.Errors);
-        var summary = InferenceBenchmark.Summarise(label, sorted, sorted.Length, errors, seconds, clientCpu, serverCpuPercent);
-        return new ThroughputSummary(label, concurrency, sorted.Length, errors, summary.Seconds, summary.RequestsPerSecond, summary.P50Ms, summary.P99Ms, summary.ClientCpuPercent, summary.ServerCpuPercent);
+        return new ClosedLoopSamples([.. workers.SelectMany(w => w.Ticks)], workers.Sum(w => w.Errors), seconds, clientCpu, serverCpu);
     }
 
     private static double ServerCpu(int[] pids)
