@@ -9,7 +9,7 @@ namespace Emc.Coordinator.Inference.Oip;
 /// <summary>
 /// Serves <c>POST /v2/models/{name}[/versions/{version}]/infer</c> from an account with a valid API key
 /// ahead of the general pipeline (HTTP metrics, the authentication and authorization middleware, endpoint
-/// routing), which cost the coordinator about as much per request as the whole hop to a node. The request
+/// routing), which cost the coordinator about 13 µs of CPU per request (bench/README.md, run 7). The request
 /// gets exactly what the mapped endpoint gives it: the same key check (<see cref="AccountStore"/>, which
 /// caches keys), the same caller, the same model access check and the same handler. Everything else falls
 /// through to the general pipeline unchanged: another path or method, no key, a key that is not valid (so
