@@ -52,9 +52,14 @@ public sealed class TrainingVerificationNetworkTests(ITestOutputHelper output)
         var fault = Assert.Single(run.Faults);
         Assert.True(SameNode(run.Nodes[Faulty], fault.Node), $"{fault.Node} was proven faulty");
         Assert.Equal(TrainingFaultKind.StateWithheld, fault.Kind);
-        // The first state it can withhold is round 2's (round 1 starts from a fresh optimizer), and the replay
-        // that asks for it runs in the background while later rounds train: proven within two rounds of that.
-        Assert.True(fault.RoundsClosed <= 4, $"proven after {fault.RoundsClosed} rounds");
+        // The first state it can withhold is round 2's (round 1 starts from a fresh optimizer). Which of its
+        // rounds are replayed is sampled (a CI run replayed none of rounds 2 to 5), so the check is that the
+        // first replay that asked for such a state proved it, and soon: no replay of its rounds from 2 on
+        // passed, and the replay, which runs in the background while later rounds train, ended within two
+        // rounds of the round it asked about.
+        Assert.InRange(fault.Round, 2, run.Job.Round);
+        Assert.DoesNotContain(run.Verified, v => SameNode(v.Node, fault.Node) && v.Check == NodeRoundCheck.Replayed && v.Round >= 2);
+        Assert.True(fault.RoundsClosed - fault.Round <= 2, $"round {fault.Round}'s state was proven withheld only after {fault.RoundsClosed} rounds");
         Assert.Contains("holds no committed state", fault.Evidence, StringComparison.Ordinal);
     }
 
