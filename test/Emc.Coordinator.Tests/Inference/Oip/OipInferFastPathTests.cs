@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net;
-using System.Net.Http.Headers;
 using System.Text;
 using System.Text.RegularExpressions;
 using Emc.Coordinator.Accounts;
@@ -142,14 +141,8 @@ public sealed partial class OipInferFastPathTests(OipFixture fixture)
         return match is null ? 0 : double.Parse(match.Groups["value"].Value, CultureInfo.InvariantCulture);
     }
 
-    private static StringContent Body(float[] input)
-    {
-        var rows = input.Length / OipFixture.Features;
-        var numbers = string.Join(",", input.Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
-        var content = new StringContent($$"""{"inputs":[{"name":"input","shape":[{{rows}},{{OipFixture.Features}}],"datatype":"FP32","data":[{{numbers}}]}]}""", Encoding.UTF8);
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-        return content;
-    }
+    private static StringContent Body(float[] input) =>
+        OipRestTests.Json($$"""{"inputs":[{"name":"input","shape":[{{input.Length / OipFixture.Features}},{{OipFixture.Features}}],"datatype":"FP32","data":[{{OipRestTests.Numbers(input)}}]}]}""");
 
     [GeneratedRegex("""^emc_inference_requests_total\{code="(?<code>\d+)"\} (?<value>[0-9.e+]+)$""", RegexOptions.Multiline)]
     private static partial Regex CountLine();
